@@ -1,0 +1,3 @@
+from nltrace.cli import main
+
+main()

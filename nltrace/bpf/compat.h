@@ -1,0 +1,80 @@
+/* What differs between the two toolchains that compile flow.bpf.c:
+ *   NLT_BCC defined:  BCC at run time on the machine being traced;
+ *   otherwise:        clang ahead of time for a target (nltrace build).
+ * Both take struct offsets the same way, as -DNLT_OFF_<struct>_<member>=N
+ * and -DNLT_SIZE_<struct>_<member>=N (see NLT_READ below). The program itself is written once, against the macros below. Map calls
+ * cannot be macros (BCC rewrites map methods only outside macros), so
+ * flow.bpf.c keeps its few map accessors in one #ifdef block. */
+#ifndef NLT_COMPAT_H
+#define NLT_COMPAT_H
+
+#ifdef NLT_BCC
+
+#include <uapi/linux/ptrace.h>
+
+#define NLT_KPTR_SIZE sizeof(void *)
+
+#define NLT_LRU_HASH(name, key_t, value_t, entries) \
+	BPF_TABLE("lru_hash", key_t, value_t, name, entries)
+#define NLT_ARRAY(name, value_t, entries) BPF_ARRAY(name, value_t, entries)
+#define NLT_PERCPU_ARRAY(name, value_t, entries) BPF_PERCPU_ARRAY(name, value_t, entries)
+#define NLT_RINGBUF(name, pages) BPF_RINGBUF_OUTPUT(name, pages)
+
+#define NLT_KPROBE(name) int name(struct pt_regs *ctx)
+#define NLT_KRETPROBE(name) int name(struct pt_regs *ctx)
+#define NLT_RAW_TRACEPOINT(name) int name(struct bpf_raw_tracepoint_args *ctx)
+
+#else /* ahead of time, for a target: -DNLT_KPTR_SIZE=4 on ARM32 */
+
+#include "vmlinux_min.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#define __NLT_MAP(name, type_, key_t, value_t, entries) \
+	struct { \
+		__uint(type, type_); \
+		__uint(max_entries, entries); \
+		__type(key, key_t); \
+		__type(value, value_t); \
+	} name SEC(".maps")
+#define NLT_LRU_HASH(name, key_t, value_t, entries) \
+	__NLT_MAP(name, BPF_MAP_TYPE_LRU_HASH, key_t, value_t, entries)
+#define NLT_ARRAY(name, value_t, entries) \
+	__NLT_MAP(name, BPF_MAP_TYPE_ARRAY, __u32, value_t, entries)
+#define NLT_PERCPU_ARRAY(name, value_t, entries) \
+	__NLT_MAP(name, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, value_t, entries)
+#define NLT_RINGBUF(name, pages) \
+	struct { \
+		__uint(type, BPF_MAP_TYPE_RINGBUF); \
+		__uint(max_entries, (pages) * 4096); \
+	} name SEC(".maps")
+
+#define NLT_KPROBE(name) SEC("kprobe") int name(struct pt_regs *ctx)
+#define NLT_KRETPROBE(name) SEC("kretprobe") int name(struct pt_regs *ctx)
+#define NLT_RAW_TRACEPOINT(name) SEC("raw_tp") int name(struct bpf_raw_tracepoint_args *ctx)
+
+char LICENSE[] SEC("license") = "GPL";
+
+#endif /* NLT_BCC */
+
+/* Read one member of a kernel struct, by struct tag and member name. The
+ * offsets come from the kernel the program will run on (its BTF or DWARF,
+ * read by nltrace/tracers/layout.py, which also finds the members this file
+ * reads by scanning for these two macros). Only a BCC build on a kernel
+ * without BTF takes them from the kernel headers, at a much slower compile. */
+#ifdef NLT_LAYOUT_FROM_HEADERS
+#include <linux/skbuff.h>
+#include <net/sock.h>
+#include <net/genetlink.h>
+#define NLT_READ(dst, ptr, tag, member) \
+	bpf_probe_read_kernel(&(dst), sizeof(((struct tag *)0)->member), \
+			      &((struct tag *)(ptr))->member)
+#define NLT_ADDR(ptr, tag, member) ((void *)&((struct tag *)(ptr))->member)
+#else
+#define NLT_READ(dst, ptr, tag, member) \
+	bpf_probe_read_kernel(&(dst), NLT_SIZE_##tag##_##member, \
+			      (char *)(ptr) + NLT_OFF_##tag##_##member)
+#define NLT_ADDR(ptr, tag, member) ((void *)((char *)(ptr) + NLT_OFF_##tag##_##member))
+#endif
+
+#endif /* NLT_COMPAT_H */

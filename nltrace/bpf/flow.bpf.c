@@ -1,0 +1,452 @@
+/* nltrace flow: one record per netlink message, assembled in the kernel.
+ *
+ * Every catalogue function has an entry and a return probe. On entry a node
+ * is appended to the calling thread's record and pushed on its frame stack;
+ * on return the node gets its end time and return value. When the root call
+ * returns, the whole tree goes to user space as one ring buffer record, so
+ * the cost per message is one copy, not two events per function.
+ *
+ * A tree starts at netlink_sendmsg or netlink_recvmsg, or at a
+ * netlink_unicast / netlink_broadcast that the kernel makes outside any tree
+ * (notifications, kernel-originated messages). Threads are keyed by tid
+ * because the sender can sleep (on the RTNL mutex, for instance) and move
+ * between CPUs in the middle of a tree.
+ */
+#include "compat.h"
+#include "records.h"
+
+#ifndef NLT_MAX_THREADS
+#define NLT_MAX_THREADS 4096
+#endif
+#ifndef NLT_RINGBUF_PAGES
+#define NLT_RINGBUF_PAGES 256
+#endif
+
+/* rtnetlink's dispatch table, as net/core/rtnetlink.c declares it. */
+#define NLT_RTM_BASE 16
+#define NLT_RTNL_FAMILY_MAX 129
+#define NLT_RTM_NR_MSGTYPES 96
+#define NLT_NLM_F_DUMP 0x300
+#define NLT_RTNL_KIND_GET 2
+
+#define NLT_NO_NODE 0xff
+
+struct nlt_thread {
+	__u32 depth;                  /* open frames; 0 when no tree is in progress */
+	__u32 skip;                   /* this tree is filtered out: count depth only */
+	__u8 stack[NLT_MAX_DEPTH];    /* node index of each open frame */
+	__u32 pad;
+	struct nlt_record rec;
+};
+
+NLT_LRU_HASH(threads, __u32, struct nlt_thread, NLT_MAX_THREADS);
+NLT_ARRAY(zero_thread, struct nlt_thread, 1);
+NLT_ARRAY(config, __u64, NLT_CFG_MAX);
+NLT_PERCPU_ARRAY(counters, __u64, NLT_CNT_MAX);
+NLT_RINGBUF(events, NLT_RINGBUF_PAGES);
+
+/* Every map access of the program, once per toolchain. */
+#ifdef NLT_BCC
+static __always_inline struct nlt_thread *thread_lookup(__u32 *tid) { return threads.lookup(tid); }
+static __always_inline struct nlt_thread *thread_create(__u32 *tid, struct nlt_thread *init)
+{
+	return threads.lookup_or_try_init(tid, init);
+}
+static __always_inline struct nlt_thread *zero_thread_get(__u32 *zero) { return zero_thread.lookup(zero); }
+static __always_inline __u64 *config_lookup(__u32 *i) { return config.lookup(i); }
+static __always_inline __u64 *counter_lookup(__u32 *i) { return counters.lookup(i); }
+static __always_inline int events_output(void *data, __u64 size) { return events.ringbuf_output(data, size, 0); }
+#else
+static __always_inline struct nlt_thread *thread_lookup(__u32 *tid) { return bpf_map_lookup_elem(&threads, tid); }
+static __always_inline struct nlt_thread *thread_create(__u32 *tid, struct nlt_thread *init)
+{
+	bpf_map_update_elem(&threads, tid, init, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&threads, tid);
+}
+static __always_inline struct nlt_thread *zero_thread_get(__u32 *zero) { return bpf_map_lookup_elem(&zero_thread, zero); }
+static __always_inline __u64 *config_lookup(__u32 *i) { return bpf_map_lookup_elem(&config, i); }
+static __always_inline __u64 *counter_lookup(__u32 *i) { return bpf_map_lookup_elem(&counters, i); }
+static __always_inline int events_output(void *data, __u64 size) { return bpf_ringbuf_output(&events, data, size, 0); }
+#endif
+
+static __always_inline __u64 config_get(__u32 index)
+{
+	__u64 *v = config_lookup(&index);
+
+	return v ? *v : 0;
+}
+
+static __always_inline void count(__u32 index)
+{
+	__u64 *c = counter_lookup(&index);
+
+	if (c)
+		(*c)++;   /* per-CPU: no atomics, which the ARM32 JIT lacks */
+}
+
+/* Read a kernel pointer of the kernel's own width (4 bytes on ARM32). */
+static __always_inline __u64 read_kptr(__u64 addr)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_kernel(&v, NLT_KPTR_SIZE, (void *)addr);
+	return v;
+}
+
+static __always_inline void emit(struct nlt_thread *t)
+{
+	__u32 n = t->rec.nr_nodes;
+	__u64 size;
+
+	if (n > NLT_MAX_NODES)
+		n = NLT_MAX_NODES;
+	size = sizeof(struct nlt_record) - sizeof(t->rec.nodes) + n * sizeof(struct nlt_node);
+	if (t->rec.flags & NLT_REC_TRUNCATED)
+		count(NLT_CNT_TRUNCATED);
+	if (t->rec.flags & NLT_REC_INCOMPLETE)
+		count(NLT_CNT_INCOMPLETE);
+	if (events_output(&t->rec, size) < 0)
+		count(NLT_CNT_LOST);
+}
+
+static __always_inline void start_tree(struct nlt_thread *t, __u64 pid_tgid)
+{
+	__u64 want = config_get(NLT_CFG_PID);
+
+	t->depth = 0;
+	t->skip = want && want != (pid_tgid >> 32);
+	if (t->skip)
+		return;
+	t->rec.ts_ns = bpf_ktime_get_ns();
+	t->rec.handler = 0;
+	t->rec.skb = 0;
+	t->rec.pid = pid_tgid >> 32;
+	t->rec.tid = (__u32)pid_tgid;
+	t->rec.error = 0;
+	t->rec.protocol = 0xffff;
+	t->rec.nr_nodes = 0;
+	t->rec.msg_len = 0;
+	t->rec.flags = 0;
+	t->rec.msg_total_len = 0;
+	t->rec.genl_family[0] = 0;
+	t->rec.extack[0] = 0;
+	bpf_get_current_comm(&t->rec.comm, sizeof(t->rec.comm));
+}
+
+/* The thread's tree in progress, or NULL (none, or filtered out). */
+static __always_inline struct nlt_thread *current_tree(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct nlt_thread *t = thread_lookup(&tid);
+
+	if (!t || !t->depth || t->skip)
+		return 0;
+	return t;
+}
+
+/* Entry of a catalogue function. may_root: the function can start a tree.
+ * Returns the thread's state when the call was recorded in a tree. */
+static __always_inline struct nlt_thread *enter(__u32 func, int may_root)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	__u32 tid = (__u32)pid_tgid;
+	struct nlt_thread *t = thread_lookup(&tid);
+	__u32 zero = 0, depth, idx;
+
+	if (!t || !t->depth) {
+		if (!may_root)
+			return 0;
+		if (!t) {
+			struct nlt_thread *init = zero_thread_get(&zero);
+
+			if (!init)
+				return 0;
+			t = thread_create(&tid, init);
+			if (!t)
+				return 0;
+		}
+		start_tree(t, pid_tgid);
+	} else if (may_root == 2) {
+		/* A syscall-level root while a tree is open: a return was missed
+		 * (kretprobe instances exhausted). Close the stale tree. */
+		if (!t->skip) {
+			t->rec.flags |= NLT_REC_INCOMPLETE;
+			emit(t);
+		}
+		start_tree(t, pid_tgid);
+	}
+
+	depth = t->depth;
+	t->depth = depth + 1;
+	if (t->skip || depth >= NLT_MAX_DEPTH)
+		return 0;
+	idx = t->rec.nr_nodes;
+	if (idx >= NLT_MAX_NODES) {
+		t->rec.flags |= NLT_REC_TRUNCATED;
+		t->stack[depth] = NLT_NO_NODE;
+		return 0;
+	}
+	t->rec.nr_nodes = idx + 1;
+	t->stack[depth] = idx;
+	t->rec.nodes[idx].start_ns = bpf_ktime_get_ns();
+	t->rec.nodes[idx].end_ns = 0;
+	t->rec.nodes[idx].ret = 0;
+	t->rec.nodes[idx].func = func;
+	t->rec.nodes[idx].depth = depth;
+	t->rec.nodes[idx].aux = 0;
+	return t;
+}
+
+static __always_inline void leave(struct pt_regs *ctx, __u32 func)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct nlt_thread *t = thread_lookup(&tid);
+	__u32 d, idx;
+
+	if (!t || !t->depth)
+		return;   /* the call began before we attached */
+	d = t->depth - 1;
+	if (!t->skip && d < NLT_MAX_DEPTH) {
+		idx = t->stack[d];
+		if (idx < NLT_MAX_NODES) {
+			if (t->rec.nodes[idx].func == func) {
+				t->rec.nodes[idx].end_ns = bpf_ktime_get_ns();
+				/* every catalogue function returns int (or void) */
+				t->rec.nodes[idx].ret = (int)PT_REGS_RC(ctx);
+			} else {
+				/* The return of an inner call was missed. */
+				t->rec.flags |= NLT_REC_INCOMPLETE;
+			}
+		}
+	}
+	t->depth = d;
+	if (!d && !t->skip)
+		emit(t);
+}
+
+static __always_inline void capture_protocol(struct nlt_thread *t, void *sk)
+{
+	__u16 protocol = 0xffff;
+
+	if (t->rec.protocol != 0xffff || !sk)
+		return;
+	NLT_READ(protocol, sk, sock, sk_protocol);
+	t->rec.protocol = protocol;
+}
+
+/* Keep the first message of the tree: the head of the skb's data. */
+static __always_inline void capture_skb(struct nlt_thread *t, void *skb)
+{
+	__u64 data = 0;
+	__u32 len = 0;
+
+	if (t->rec.msg_len || !skb)
+		return;
+	NLT_READ(len, skb, sk_buff, len);
+	data = read_kptr((__u64)NLT_ADDR(skb, sk_buff, data));
+	if (!len || !data)
+		return;
+	/* Constant-size read: the skb head has room past the data. */
+	bpf_probe_read_kernel(t->rec.msg, NLT_MSG_CAPTURE, (void *)data);
+	t->rec.msg_len = len < NLT_MSG_CAPTURE ? len : NLT_MSG_CAPTURE;
+	t->rec.msg_total_len = len;
+	t->rec.skb = (__u64)skb;
+}
+
+/* The doit or dumpit that rtnetlink_rcv_msg() will call for this message,
+ * looked up the way rtnl_get_link() does, in rtnl_msg_handlers. */
+static __always_inline __u64 rtnl_handler(void *nlh)
+{
+	__u64 table = config_get(NLT_CFG_RTNL_HANDLERS);
+	__u16 type = 0, flags = 0;
+	__u8 family = 0;
+	__u64 tab, link, fn = 0;
+	int dump;
+
+	if (!table)
+		return 0;
+	bpf_probe_read_kernel(&type, sizeof(type), (char *)nlh + 4);
+	bpf_probe_read_kernel(&flags, sizeof(flags), (char *)nlh + 6);
+	bpf_probe_read_kernel(&family, sizeof(family), (char *)nlh + 16);
+	if (type < NLT_RTM_BASE || type - NLT_RTM_BASE >= NLT_RTM_NR_MSGTYPES)
+		return 0;
+	type -= NLT_RTM_BASE;
+	dump = (type & 3) == NLT_RTNL_KIND_GET && (flags & NLT_NLM_F_DUMP);
+	if (family > NLT_RTNL_FAMILY_MAX)
+		family = 0;
+	/* struct rtnl_link starts with doit, then dumpit. */
+	for (int pass = 0; pass < 2 && !fn; pass++) {
+		tab = read_kptr(table + family * NLT_KPTR_SIZE);
+		if (!tab)
+			tab = read_kptr(table);
+		link = tab ? read_kptr(tab + type * NLT_KPTR_SIZE) : 0;
+		if (link)
+			fn = read_kptr(link + (dump ? NLT_KPTR_SIZE : 0));
+		family = 0;
+	}
+	return fn;
+}
+
+#define NLT_ARG(n) ((void *)PT_REGS_PARM##n(ctx))
+
+/* Entry and return programs for a function with nothing more to read. */
+#define NLT_PLAIN_PROBES(fn) \
+	NLT_KPROBE(enter_##fn) { enter(NLT_FN_##fn, 0); return 0; } \
+	NLT_KRETPROBE(exit_##fn) { leave(ctx, NLT_FN_##fn); return 0; }
+#define NLT_EXIT_PROBE(fn) \
+	NLT_KRETPROBE(exit_##fn) { leave(ctx, NLT_FN_##fn); return 0; }
+
+/* int netlink_sendmsg(struct socket *sock, struct msghdr *msg, size_t len) */
+NLT_KPROBE(enter_netlink_sendmsg)
+{
+	struct nlt_thread *t = enter(NLT_FN_netlink_sendmsg, 2);
+	void *sk = 0;
+
+	if (t) {
+		NLT_READ(sk, NLT_ARG(1), socket, sk);
+		capture_protocol(t, sk);
+	}
+	return 0;
+}
+NLT_EXIT_PROBE(netlink_sendmsg)
+
+/* int netlink_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int flags) */
+NLT_KPROBE(enter_netlink_recvmsg)
+{
+	struct nlt_thread *t = enter(NLT_FN_netlink_recvmsg,
+				     config_get(NLT_CFG_SKIP_RECV) ? 0 : 2);
+	void *sk = 0;
+
+	if (t) {
+		NLT_READ(sk, NLT_ARG(1), socket, sk);
+		capture_protocol(t, sk);
+	}
+	return 0;
+}
+NLT_EXIT_PROBE(netlink_recvmsg)
+
+/* int netlink_unicast(struct sock *ssk, struct sk_buff *skb, u32 portid, int nonblock)
+ * void/int netlink_broadcast(struct sock *ssk, struct sk_buff *skb, u32 portid, u32 group, gfp_t)
+ * Both can start a tree of their own when the kernel sends on its own. */
+NLT_KPROBE(enter_netlink_unicast)
+{
+	struct nlt_thread *t = enter(NLT_FN_netlink_unicast, 1);
+
+	if (t) {
+		capture_protocol(t, NLT_ARG(1));
+		capture_skb(t, NLT_ARG(2));
+	}
+	return 0;
+}
+NLT_EXIT_PROBE(netlink_unicast)
+
+NLT_KPROBE(enter_netlink_broadcast)
+{
+	struct nlt_thread *t = enter(NLT_FN_netlink_broadcast, 1);
+
+	if (t) {
+		capture_protocol(t, NLT_ARG(1));
+		capture_skb(t, NLT_ARG(2));
+	}
+	return 0;
+}
+NLT_EXIT_PROBE(netlink_broadcast)
+
+/* int rtnetlink_rcv_msg(struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *) */
+NLT_KPROBE(enter_rtnetlink_rcv_msg)
+{
+	struct nlt_thread *t = enter(NLT_FN_rtnetlink_rcv_msg, 0);
+
+	if (t && !t->rec.handler)
+		t->rec.handler = rtnl_handler(NLT_ARG(2));
+	return 0;
+}
+NLT_EXIT_PROBE(rtnetlink_rcv_msg)
+
+/* int genl_family_rcv_msg_doit/dumpit(const struct genl_family *family,
+ *	struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *extack,
+ *	const struct genl_ops *ops, int hdrlen, struct net *net) */
+static __always_inline void genl_dispatch(struct nlt_thread *t, void *family, __u64 handler)
+{
+	if (t->rec.genl_family[0])
+		return;
+	NLT_READ(t->rec.genl_family, family, genl_family, name);
+	t->rec.handler = handler;
+}
+
+NLT_KPROBE(enter_genl_family_rcv_msg_doit)
+{
+	struct nlt_thread *t = enter(NLT_FN_genl_family_rcv_msg_doit, 0);
+	void *doit = 0;
+
+	if (t) {
+		NLT_READ(doit, NLT_ARG(5), genl_ops, doit);
+		genl_dispatch(t, NLT_ARG(1), (__u64)doit);
+	}
+	return 0;
+}
+NLT_EXIT_PROBE(genl_family_rcv_msg_doit)
+
+NLT_KPROBE(enter_genl_family_rcv_msg_dumpit)
+{
+	struct nlt_thread *t = enter(NLT_FN_genl_family_rcv_msg_dumpit, 0);
+	void *dumpit = 0;
+
+	if (t) {
+		NLT_READ(dumpit, NLT_ARG(5), genl_ops, dumpit);
+		genl_dispatch(t, NLT_ARG(1), (__u64)dumpit);
+	}
+	return 0;
+}
+NLT_EXIT_PROBE(genl_family_rcv_msg_dumpit)
+
+/* void netlink_ack(struct sk_buff *in_skb, struct nlmsghdr *nlh, int err,
+ *		    const struct netlink_ext_ack *extack) */
+NLT_KPROBE(enter_netlink_ack)
+{
+	struct nlt_thread *t = enter(NLT_FN_netlink_ack, 0);
+	int err = (int)(long)PT_REGS_PARM3(ctx);
+
+	if (t) {
+		__u32 idx = t->rec.nr_nodes - 1;
+
+		if (idx < NLT_MAX_NODES)
+			t->rec.nodes[idx].aux = (__u32)err;
+		if (err && !t->rec.error)
+			t->rec.error = err;
+	}
+	return 0;
+}
+NLT_EXIT_PROBE(netlink_ack)
+
+NLT_PLAIN_PROBES(netlink_unicast_kernel)
+NLT_PLAIN_PROBES(rtnetlink_rcv)
+NLT_PLAIN_PROBES(genl_rcv)
+NLT_PLAIN_PROBES(netlink_rcv_skb)
+NLT_PLAIN_PROBES(genl_rcv_msg)
+NLT_PLAIN_PROBES(netlink_dump)
+NLT_PLAIN_PROBES(netlink_sendskb)
+NLT_PLAIN_PROBES(__netlink_sendskb)
+
+/* Not a tree node: when a netlink skb is freed while a netlink_recvmsg tree
+ * is open, it is the message that recvmsg just copied to the reader. */
+NLT_KPROBE(capture_netlink_skb_destructor)
+{
+	struct nlt_thread *t = current_tree();
+
+	if (t && t->rec.nodes[0].func == NLT_FN_netlink_recvmsg)
+		capture_skb(t, NLT_ARG(1));
+	return 0;
+}
+
+/* The extack message a handler sets (NL_SET_ERR_MSG), raised by the
+ * netlink:netlink_extack tracepoint in the sender's context. */
+NLT_RAW_TRACEPOINT(capture_netlink_extack)
+{
+	struct nlt_thread *t = current_tree();
+
+	if (t && !t->rec.extack[0])
+		bpf_probe_read_kernel_str(t->rec.extack, sizeof(t->rec.extack),
+					  (void *)ctx->args[0]);
+	return 0;
+}

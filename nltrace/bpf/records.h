@@ -1,0 +1,90 @@
+/* The record layout shared by the kernel programs and user space.
+ *
+ * This file is the single definition: flow.bpf.c includes it, and Python
+ * (nltrace/tracers/records.py) hands it to cffi's cdef, so it holds only
+ * what cffi parses: integer #defines, enums and structs of fixed-width
+ * types. Every field has a fixed size and the structs have no implicit
+ * padding, so the layout is the same on x86-64 and on 32-bit ARM.
+ */
+
+#define NLT_STREAM_VERSION 1
+#define NLT_COMM_LEN 16
+#define NLT_GENL_NAMSIZ 16
+#define NLT_EXTACK_LEN 80
+#define NLT_MSG_CAPTURE 64
+#define NLT_MAX_NODES 24
+#define NLT_MAX_DEPTH 12
+
+/* The probe catalogue: each kernel function nltrace traces has one id.
+ * The name after NLT_FN_ is the kernel function's name. */
+enum nlt_func {
+	NLT_FN_netlink_sendmsg = 1,
+	NLT_FN_netlink_recvmsg = 2,
+	NLT_FN_netlink_unicast = 3,
+	NLT_FN_netlink_unicast_kernel = 4,
+	NLT_FN_rtnetlink_rcv = 5,
+	NLT_FN_genl_rcv = 6,
+	NLT_FN_netlink_rcv_skb = 7,
+	NLT_FN_rtnetlink_rcv_msg = 8,
+	NLT_FN_genl_rcv_msg = 9,
+	NLT_FN_genl_family_rcv_msg_doit = 10,
+	NLT_FN_genl_family_rcv_msg_dumpit = 11,
+	NLT_FN_netlink_dump = 12,
+	NLT_FN_netlink_broadcast = 13,
+	NLT_FN_netlink_sendskb = 14,
+	NLT_FN___netlink_sendskb = 15,
+	NLT_FN_netlink_ack = 16,
+	NLT_FN_MAX = 17,
+};
+
+/* nlt_record.flags */
+#define NLT_REC_TRUNCATED 1      /* more calls than NLT_MAX_NODES, or deeper than NLT_MAX_DEPTH */
+#define NLT_REC_INCOMPLETE 2     /* a return was never seen (kretprobe missed) */
+
+/* Indexes of the config array that user space fills before attaching. */
+enum nlt_config {
+	NLT_CFG_PID = 0,             /* trace only this tgid (0: all) */
+	NLT_CFG_RTNL_HANDLERS = 1,   /* address of rtnl_msg_handlers (0: unknown) */
+	NLT_CFG_SKIP_RECV = 2,       /* do not start trees at netlink_recvmsg */
+	NLT_CFG_MAX = 3,
+};
+
+/* Indexes of the per-CPU counter array. */
+enum nlt_counter {
+	NLT_CNT_LOST = 0,            /* records the ring buffer had no room for */
+	NLT_CNT_TRUNCATED = 1,
+	NLT_CNT_INCOMPLETE = 2,
+	NLT_CNT_MAX = 3,
+};
+
+/* One call of a catalogue function inside a tree, in call order (pre-order);
+ * depth 0 is the root. end_ns is 0 when the return was not seen. */
+struct nlt_node {
+	__u64 start_ns;
+	__u64 end_ns;
+	__s64 ret;
+	__u8 func;
+	__u8 depth;
+	__u16 pad;
+	__u32 aux;                   /* netlink_ack: the errno it reports */
+};
+
+/* One tree: everything the kernel did for one root call on one thread. */
+struct nlt_record {
+	__u64 ts_ns;                 /* CLOCK_MONOTONIC at the root's entry */
+	__u64 handler;               /* kernel address of the doit/dumpit that served the message */
+	__u64 skb;                   /* address of the skb the message was captured from */
+	__u32 pid;
+	__u32 tid;
+	__s32 error;                 /* the errno netlink_ack reported (negative), 0 if none */
+	__u16 protocol;              /* sk_protocol of the root's socket, 0xffff if unknown */
+	__u16 nr_nodes;
+	__u16 msg_len;               /* bytes of msg[] that hold the message */
+	__u16 flags;                 /* NLT_REC_* */
+	__u32 msg_total_len;         /* the skb's length */
+	char comm[NLT_COMM_LEN];
+	char genl_family[NLT_GENL_NAMSIZ];
+	char extack[NLT_EXTACK_LEN];
+	__u8 msg[NLT_MSG_CAPTURE];
+	struct nlt_node nodes[NLT_MAX_NODES];
+};

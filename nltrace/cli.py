@@ -1,0 +1,274 @@
+"""The command line: nltrace flow | record | doctor."""
+
+import signal
+import sys
+import time
+from dataclasses import dataclass
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from nltrace.tracers import features, records
+from nltrace.tracers.stream import COUNTERS, RECORD, SYMBOLS, StreamError, StreamWriter, read_frames
+from nltrace.tracers.trees import assemble
+from nltrace.views import json_line, render_tree
+
+err_console = Console(stderr=True, highlight=False)
+
+
+class Stop(Exception):
+    """SIGTERM, handled like Ctrl-C."""
+
+
+def _on_sigterm(_signo, _frame):
+    raise Stop()
+
+
+def fail(message, code=1):
+    err_console.print(f"nltrace: {message}", markup=False)
+    sys.exit(code)
+
+
+@dataclass
+class Filters:
+    pid: int = None
+    comm: str = None
+    protocol: str = None
+    msg_type: str = None
+    errors_only: bool = False
+
+    def match(self, tree):
+        if self.pid is not None and tree["pid"] != self.pid:
+            return False
+        if self.comm is not None and tree["comm"] != self.comm:
+            return False
+        if self.protocol is not None and (tree["protocol"] or "").upper() not in (
+                self.protocol.upper(), "NETLINK_" + self.protocol.upper()):
+            return False
+        if self.errors_only and not tree["error"]:
+            return False
+        if self.msg_type is not None:
+            msg = tree["message"] or {}
+            names = {str(msg.get("type")), str(msg.get("type_name")).upper()}
+            if msg.get("family"):
+                names |= {msg["family"].upper(), f"{msg['family']}/{msg.get('cmd_name') or msg['cmd']}".upper(),
+                          f"{msg['family']}/{msg['cmd']}".upper()}
+            if self.msg_type.upper() not in names:
+                return False
+        return True
+
+
+class StreamSource:
+    """Records read back from an nltrace stream (a file, or - for stdin)."""
+
+    def __init__(self, path):
+        self.file = sys.stdin.buffer if path == "-" else open(path, "rb")
+        self.frames = read_frames(self.file)
+        _, self.meta = next(self.frames)
+        self._symbols = {}
+        self._counters = {}
+
+    def records(self):
+        for kind, payload in self.frames:
+            if kind == RECORD:
+                yield payload
+            elif kind == SYMBOLS:
+                self._symbols.update({int(a, 16): n for a, n in payload.items()})
+            elif kind == COUNTERS:
+                self._counters = payload
+
+    def symbolize(self, addr):
+        return self._symbols.get(addr)
+
+    def counters(self):
+        return self._counters
+
+    def close(self):
+        if self.file is not sys.stdin.buffer:
+            self.file.close()
+
+
+def open_live_source(pid, skip_recv):
+    """Check the kernel, then compile and attach. Exits with a plain message
+    (never a traceback) when this kernel or process cannot trace."""
+    report = features.probe()
+    if not report.can_trace:
+        lines = [f"cannot trace on this kernel ({report.release}):"]
+        lines += [f"  - {c.name}: {c.detail}. Fix: {c.fix}" for c in report.failed()]
+        lines.append("Run `nltrace doctor` for the full report.")
+        fail("\n".join(lines))
+    from nltrace.tracers.bcc_source import AttachError, BccSource
+    try:
+        source = BccSource(report.symbols, pid=pid, skip_recv=skip_recv)
+    except AttachError as e:
+        fail(str(e))
+    except Exception as e:   # BCC reports compile and load failures as bare Exception
+        fail(f"could not load the BPF programs: {e}")
+    missing = ", ".join(sorted(source.missing)) or "none"
+    err_console.print(f"Tracing netlink: {len(source.attached)} probes attached, not traced: {missing}. "
+                      "Ctrl-C to end.", markup=False)
+    sys.stderr.flush()
+    return source
+
+
+def drive(source, on_record, duration):
+    """Feed records to on_record until the duration ends, the input ends,
+    Ctrl-C or SIGTERM. Returns normally in every case."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    deadline = time.monotonic() + duration if duration else None
+    try:
+        for raw in source.records():
+            if raw is not None:
+                on_record(raw)
+            if deadline and time.monotonic() >= deadline:
+                break
+    except (KeyboardInterrupt, Stop):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(source, "drain"):
+        for raw in source.drain():
+            on_record(raw)
+
+
+FILTER_OPTIONS = (
+    click.option("-p", "--pid", type=int, help="Only this process (tgid)."),
+    click.option("-c", "--comm", help="Only this command name."),
+    click.option("--protocol", help="Only this protocol: ROUTE, GENERIC, NETLINK_USERSOCK, ..."),
+    click.option("--type", "msg_type", help="Only this message type: RTM_GETLINK, nlctrl, "
+                 "nlctrl/CTRL_CMD_GETFAMILY, or a number."),
+    click.option("--errors-only", is_flag=True, help="Only messages that failed."),
+    click.option("-d", "--duration", type=float, help="Stop after this many seconds."),
+)
+
+
+def filter_options(f):
+    for option in reversed(FILTER_OPTIONS):
+        f = option(f)
+    return f
+
+
+@click.group()
+@click.version_option(package_name="nltrace")
+def main():
+    """See what the Linux kernel does with netlink messages."""
+
+
+@main.command()
+@filter_options
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per tree per line.")
+@click.option("--input", "input_path", metavar="FILE|-",
+              help="Render a recorded stream (nltrace record, nltrace-agent) instead of tracing.")
+@click.option("--no-recv", is_flag=True, help="Do not start trees at netlink_recvmsg.")
+def flow(pid, comm, protocol, msg_type, errors_only, duration, as_json, input_path, no_recv):
+    """Live call trees, one per netlink message."""
+    filters = Filters(pid, comm, protocol, msg_type, errors_only)
+    if input_path:
+        try:
+            source = StreamSource(input_path)
+        except OSError as e:
+            fail(f"cannot read {input_path}: {e.strerror}")
+        except StreamError as e:
+            fail(f"{input_path}: {e}")
+    else:
+        source = open_live_source(pid, no_recv)
+
+    out = Console(highlight=False, soft_wrap=True)
+    shown = 0
+    t0 = None
+
+    def on_record(raw):
+        nonlocal shown, t0
+        try:
+            tree = assemble(records.parse_record(raw), source.symbolize)
+        except ValueError as e:
+            err_console.print(f"nltrace: skipped a malformed record: {e}", markup=False)
+            return
+        if not filters.match(tree):
+            return
+        shown += 1
+        if as_json:
+            sys.stdout.write(json_line(tree) + "\n")
+            sys.stdout.flush()
+        else:
+            t0 = tree["ts_ns"] if t0 is None else t0
+            out.print(render_tree(tree, t0))
+
+    try:
+        drive(source, on_record, duration)
+    except StreamError as e:
+        err_console.print(f"nltrace: {input_path}: {e}", markup=False)
+        source.close()
+        sys.exit(1)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(0)
+    counts = source.counters()
+    source.close()
+    err_console.print(f"nltrace: {shown} trees shown, {counts.get('lost', 0)} lost, "
+                      f"{counts.get('truncated', 0)} truncated, {counts.get('incomplete', 0)} incomplete",
+                      markup=False)
+
+
+@main.command()
+@click.option("-o", "--output", "output", required=True, metavar="FILE|-", help="Where to write the stream.")
+@click.option("-p", "--pid", type=int, help="Only this process (tgid).")
+@click.option("-d", "--duration", type=float, help="Stop after this many seconds.")
+@click.option("--no-recv", is_flag=True, help="Do not start trees at netlink_recvmsg.")
+def record(output, pid, duration, no_recv):
+    """Capture raw records to a stream, for `flow --input` later or elsewhere."""
+    from nltrace.tracers.bcc_source import meta
+    source = open_live_source(pid, no_recv)
+    out = sys.stdout.buffer if output == "-" else open(output, "wb")
+    writer = StreamWriter(out, dict(meta(), probes=source.attached))
+    known = set()
+    count = 0
+
+    def on_record(raw):
+        nonlocal count
+        rec = records.parse_record(raw)
+        if rec.handler and rec.handler not in known:
+            known.add(rec.handler)
+            name = source.symbolize(rec.handler)
+            if name:
+                writer.symbols({rec.handler: name})
+        writer.record(raw)
+        count += 1
+
+    drive(source, on_record, duration)
+    counts = source.counters()
+    writer.counters(counts)
+    source.close()
+    if out is not sys.stdout.buffer:
+        out.close()
+    err_console.print(f"nltrace: {count} records written, {counts['lost']} lost", markup=False)
+
+
+@main.command()
+def doctor():
+    """Report what this kernel allows, and what to do about each missing piece."""
+    report = features.probe()
+    console = Console(highlight=False)
+    console.print(f"kernel {report.release} ({report.arch})")
+    table = Table(show_header=True, header_style="bold")
+    for col in ("check", "state", "detail", "fix"):
+        table.add_column(col, overflow="fold")
+    for c in report.checks:
+        state = "[green]ok[/]" if c.ok else ("[red]missing[/]" if c.needed else "[yellow]absent[/]")
+        table.add_row(c.name, state, c.detail, "" if c.ok else c.fix)
+    console.print(table)
+    if report.symbols:
+        funcs = Table(show_header=True, header_style="bold", title="probe catalogue")
+        for col in ("function", "kind", "attach to", "role"):
+            funcs.add_column(col, overflow="fold")
+        from nltrace.tracers.catalogue import CATALOGUE
+        for p in CATALOGUE:
+            sym = report.symbols.get(p.name)
+            funcs.add_row(p.name, p.kind, sym or "[yellow]not traceable: left out of trees[/]", p.role)
+        console.print(funcs)
+    if report.can_trace:
+        console.print("[green]nltrace flow can run here.[/]")
+        return
+    console.print("[red]nltrace flow cannot run here.[/] " + features.VM_HINT)
+    sys.exit(1)

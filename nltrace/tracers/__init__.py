@@ -1,0 +1,1 @@
+"""Probe catalogue, event sources (backends) and the consumers that assemble them."""

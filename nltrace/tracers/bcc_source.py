@@ -1,0 +1,125 @@
+"""The live event source: flow.bpf.c compiled by BCC against the running kernel."""
+
+import ctypes
+import os
+import sys
+from collections import deque
+from importlib import resources
+
+from nltrace.tracers import records
+from nltrace.tracers.catalogue import CATALOGUE
+from nltrace.tracers.features import kallsyms_address
+from nltrace.tracers.layout import LayoutError, layout_cflags, read_layout
+
+BPF_DIR = resources.files("nltrace") / "bpf"
+# Threads blocked in netlink_recvmsg (daemons waiting for events) each hold a
+# kretprobe instance; the kernel's default of ~2 per CPU would run out.
+KRETPROBE_MAXACTIVE = 512
+# Tree starts are attached last, so no tree begins before its inner probes exist.
+ROOT_ENTRIES = {"enter_netlink_sendmsg", "enter_netlink_recvmsg",
+                "enter_netlink_unicast", "enter_netlink_broadcast"}
+
+
+class AttachError(Exception):
+    pass
+
+
+def _layout_cflags():
+    """Struct offsets from the running kernel's BTF; without BTF (or pahole),
+    from the kernel headers, which costs a much slower compile."""
+    try:
+        return layout_cflags(read_layout())
+    except LayoutError:
+        return ["-DNLT_LAYOUT_FROM_HEADERS"]
+
+
+class BccSource:
+    """Compile, attach, and yield raw records until stop() or close()."""
+
+    def __init__(self, symbols, pid=None, skip_recv=False):
+        """symbols: catalogue name -> kernel symbol or None (features.probe())."""
+        from bcc import BPF  # imported here so that doctor and --input work without BCC
+
+        self.bpf = BPF(src_file=str(BPF_DIR / "flow.bpf.c").encode(),
+                       cflags=["-DNLT_BCC", f"-I{BPF_DIR}"] + _layout_cflags())
+        config = self.bpf["config"]
+        config[ctypes.c_int(records.C.NLT_CFG_PID)] = ctypes.c_ulonglong(pid or 0)
+        config[ctypes.c_int(records.C.NLT_CFG_SKIP_RECV)] = ctypes.c_ulonglong(1 if skip_recv else 0)
+        # rtnetlink's dispatch table, to name the handler of each message.
+        handlers = kallsyms_address("rtnl_msg_handlers")
+        config[ctypes.c_int(records.C.NLT_CFG_RTNL_HANDLERS)] = ctypes.c_ulonglong(handlers)
+
+        self._pending = deque()
+        self.bpf["events"].open_ring_buffer(self._on_record)
+        self.attached, self.missing = self._attach(symbols)
+        self._symbols = {}
+
+    def _attach(self, symbols):
+        attached, missing = [], {}
+        entries = []
+        for probe in CATALOGUE:
+            symbol = symbols.get(probe.name)
+            if not symbol:
+                missing[probe.name] = "not traceable on this kernel (absent or inlined)"
+                continue
+            try:
+                if probe.kind == "raw_tracepoint":
+                    self.bpf.attach_raw_tracepoint(tp=symbol.encode(), fn_name=probe.programs[0].encode())
+                    attached.append(probe.name)
+                    continue
+                if probe.kind == "function":
+                    self.bpf.attach_kretprobe(event=symbol.encode(), fn_name=probe.programs[1].encode(),
+                                              maxactive=KRETPROBE_MAXACTIVE)
+                entries.append((probe, symbol))
+            except Exception as e:  # BCC raises bare Exception
+                missing[probe.name] = f"attach failed: {e}"
+        entries.sort(key=lambda ps: ps[0].programs[0] in ROOT_ENTRIES)
+        for probe, symbol in entries:
+            try:
+                self.bpf.attach_kprobe(event=symbol.encode(), fn_name=probe.programs[0].encode())
+                attached.append(probe.name)
+            except Exception as e:
+                missing[probe.name] = f"attach failed: {e}"
+        if not attached:
+            raise AttachError("no probe could be attached: " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
+        return attached, missing
+
+    def _on_record(self, _ctx, data, size):
+        self._pending.append(ctypes.string_at(data, size))
+
+    def records(self, poll_ms=100):
+        """Yield raw records forever; the caller stops iterating to end."""
+        while True:
+            self.bpf.ring_buffer_poll(poll_ms)
+            while self._pending:
+                yield self._pending.popleft()
+            yield None   # a heartbeat, so the caller can check its deadline
+
+    def symbolize(self, addr):
+        name = self._symbols.get(addr)
+        if name is None:
+            raw = self.bpf.ksym(addr)
+            name = None if raw == b"[unknown]" else raw.decode()
+            self._symbols[addr] = name
+        return name
+
+    def counters(self):
+        table = self.bpf["counters"]
+        names = {records.C.NLT_CNT_LOST: "lost", records.C.NLT_CNT_TRUNCATED: "truncated",
+                 records.C.NLT_CNT_INCOMPLETE: "incomplete"}
+        return {name: sum(table[ctypes.c_int(i)]) for i, name in names.items()}
+
+    def drain(self):
+        """Records already in the ring buffer, read without waiting."""
+        self.bpf.ring_buffer_consume()
+        while self._pending:
+            yield self._pending.popleft()
+
+    def close(self):
+        self.bpf.cleanup()
+
+
+def meta():
+    return {"arch": os.uname().machine, "pointer_size": ctypes.sizeof(ctypes.c_void_p),
+            "endianness": sys.byteorder,
+            "kernel_release": os.uname().release, "clock": "CLOCK_MONOTONIC", "source": "bcc"}

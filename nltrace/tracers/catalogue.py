@@ -1,0 +1,56 @@
+"""The probe catalogue: which kernel functions nltrace traces, and why.
+
+The function ids and names come from enum nlt_func in nltrace/bpf/records.h;
+this module adds what each one contributes, and the two probes that are not
+tree nodes. flow.bpf.c has enter_<name>/exit_<name> programs for each
+function (a host test checks that the three agree).
+"""
+
+from dataclasses import dataclass
+
+from nltrace.tracers.records import FUNC_NAMES
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str            # kernel function, or tracepoint for kind "raw_tracepoint"
+    kind: str            # "function" (kprobe + kretprobe), "kprobe" or "raw_tracepoint"
+    programs: tuple      # BPF program names: (entry, exit) or (entry,)
+    role: str
+    reads_args: bool     # reads arguments, so a compiler-altered variant (.isra) won't do
+    returns_void: bool = False
+
+
+# name -> (role, reads_args[, returns_void])
+ROLES = {
+    "netlink_sendmsg": ("root: a process sends a message; reads the socket's protocol", True),
+    "netlink_recvmsg": ("root: a process reads; dump continuations run inside it", True),
+    "netlink_unicast": ("delivery to one socket; root when the kernel sends on its own; captures the message", True),
+    "netlink_unicast_kernel": ("hands the skb to the kernel socket's input (often inlined)", False),
+    "rtnetlink_rcv": ("NETLINK_ROUTE input", False, True),
+    "genl_rcv": ("NETLINK_GENERIC input", False, True),
+    "netlink_rcv_skb": ("splits the skb into messages and acks each", False),
+    "rtnetlink_rcv_msg": ("rtnetlink dispatch; names the doit/dumpit handler", True),
+    "genl_rcv_msg": ("generic netlink dispatch", False),
+    "genl_family_rcv_msg_doit": ("genl doit: names the family and handler", True),
+    "genl_family_rcv_msg_dumpit": ("genl dump start: names the family and handler", True),
+    "netlink_dump": ("one batch of a dump, in the sender's or the reader's context", False),
+    "netlink_broadcast": ("multicast delivery; root when the kernel notifies", True),
+    "netlink_sendskb": ("queues an skb on a user socket", False),
+    "__netlink_sendskb": ("queues an skb on a user socket (dumps, broadcasts)", False),
+    "netlink_ack": ("the ack or error sent back; reads the errno", True, True),
+}
+
+TREE_FUNCTIONS = tuple(
+    Probe(name, "function", (f"enter_{name}", f"exit_{name}"), *ROLES[name])
+    for _, name in sorted(FUNC_NAMES.items())
+)
+
+CAPTURE_PROBES = (
+    Probe("netlink_skb_destructor", "kprobe", ("capture_netlink_skb_destructor",),
+          "not a node: captures the message a netlink_recvmsg read", True),
+    Probe("netlink_extack", "raw_tracepoint", ("capture_netlink_extack",),
+          "not a node: the extack message a handler set", True),
+)
+
+CATALOGUE = TREE_FUNCTIONS + CAPTURE_PROBES

@@ -1,0 +1,87 @@
+"""Struct layouts of the kernel the programs will run on.
+
+flow.bpf.c reads kernel structs only through NLT_READ/NLT_ADDR(ptr, tag,
+member); this module finds those members in the source and asks pahole
+(dwarves) for their offsets and sizes, from the running kernel's BTF or from
+a vmlinux's DWARF. pahole is the well-kept reader of both formats; offsets
+differ between builds of the same kernel version, so they are never tabled.
+"""
+
+import re
+import shutil
+import subprocess
+from importlib import resources
+
+BPF_SOURCE = resources.files("nltrace") / "bpf" / "flow.bpf.c"
+RUNNING_KERNEL_BTF = "/sys/kernel/btf/vmlinux"
+
+_USE = re.compile(r"NLT_(?:READ|ADDR)\([^;]*?,\s*(\w+),\s*(\w+)\)")
+# A member line of pahole's output: "<tab>type name[N]; /* offset size */",
+# where a function pointer's name sits in "(*name)(...)".
+_MEMBER = re.compile(r"^(\t+)(?P<decl>.*?);\s*/\*\s*(?P<off>\d+)(?::\d+)?\s+(?P<size>\d+)\s*\*/")
+_NAME = re.compile(r"\(\*\s*(\w+)\)\s*\(|(\w+)\s*(?:\[\d+\])?\s*$")
+
+
+class LayoutError(Exception):
+    pass
+
+
+def members_used(source=None):
+    """{(struct tag, member)} read by the BPF program."""
+    text = source if source is not None else BPF_SOURCE.read_text()
+    return set(_USE.findall(text))
+
+
+def parse_pahole(text):
+    """pahole's C-like output -> {(struct, member): (offset, size)}. Members of
+    anonymous unions/structs are kept (pahole gives offsets from the top),
+    members of named inner structs are not, and the outermost occurrence wins."""
+    out, depth_of = {}, {}
+    struct = None
+    for line in text.splitlines():
+        head = re.match(r"^struct (\w+) \{", line)
+        if head:
+            struct = head.group(1)
+            continue
+        if line.startswith("}"):
+            struct = None
+            continue
+        m = _MEMBER.match(line) if struct else None
+        if not m:
+            continue
+        if ":" in line.split("/*", 1)[1].split("*/", 1)[0]:
+            continue   # a bitfield: not readable as a whole member
+        name = _NAME.search(m.group("decl"))
+        if not name:
+            continue
+        key = (struct, name.group(1) or name.group(2))
+        depth = len(m.group(1))
+        if key not in out or depth < depth_of[key]:
+            out[key] = (int(m.group("off")), int(m.group("size")))
+            depth_of[key] = depth
+    return out
+
+
+def read_layout(image=RUNNING_KERNEL_BTF, members=None):
+    """Offsets and sizes of the members the program reads, from image (a BTF
+    file or a vmlinux with DWARF)."""
+    members = members or members_used()
+    if not shutil.which("pahole"):
+        raise LayoutError("pahole is not installed (apt-get install dwarves)")
+    structs = sorted({tag for tag, _ in members})
+    proc = subprocess.run(["pahole", "-C", ",".join(structs), image],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LayoutError(f"pahole could not read {image}: {proc.stderr.strip()}")
+    found = parse_pahole(proc.stdout)
+    missing = sorted(f"{t}.{m}" for t, m in members if (t, m) not in found)
+    if missing:
+        raise LayoutError(f"{image} has no member {', '.join(missing)}")
+    return {key: found[key] for key in members}
+
+
+def layout_cflags(layout):
+    flags = []
+    for (tag, member), (offset, size) in sorted(layout.items()):
+        flags += [f"-DNLT_OFF_{tag}_{member}={offset}", f"-DNLT_SIZE_{tag}_{member}={size}"]
+    return flags

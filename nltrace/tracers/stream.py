@@ -1,0 +1,94 @@
+"""The nltrace stream: raw kernel records in a file or pipe, to read later or elsewhere.
+
+Layout (little-endian):
+    magic   b"NLTRACE\\0"
+    frames  kind:u8, 3 pad bytes, length:u32, payload[length]
+The first frame is HEADER: JSON naming the format version, arch, pointer
+size, endianness, kernel release, probe set, clock and record layout sizes.
+RECORD frames hold one struct nlt_record each (records.h), SYMBOLS frames a
+JSON object {"0xaddr": "name"} for addresses records refer to, COUNTERS a
+JSON object of the kernel-side counters at the end of the capture.
+"""
+
+import json
+import struct
+
+from nltrace.tracers import records
+
+MAGIC = b"NLTRACE\0"
+FRAME = struct.Struct("<B3xI")
+HEADER, RECORD, SYMBOLS, COUNTERS = 1, 2, 3, 4
+MAX_FRAME = 1 << 24
+
+
+class StreamError(Exception):
+    """The input is not an nltrace stream, or is cut short or corrupt."""
+
+
+class StreamWriter:
+    def __init__(self, out, meta):
+        self.out = out
+        self.out.write(MAGIC)
+        self._frame(HEADER, json.dumps(dict(meta, version=records.C.NLT_STREAM_VERSION,
+                                            record_size=records.RECORD_SIZE,
+                                            node_size=records.NODE_SIZE)).encode())
+
+    def _frame(self, kind, payload):
+        self.out.write(FRAME.pack(kind, len(payload)))
+        self.out.write(payload)
+
+    def record(self, data):
+        self._frame(RECORD, data)
+
+    def symbols(self, mapping):
+        self._frame(SYMBOLS, json.dumps({hex(a): n for a, n in mapping.items()}).encode())
+
+    def counters(self, counts):
+        self._frame(COUNTERS, json.dumps(counts).encode())
+        self.out.flush()
+
+
+def _read_exact(inp, n, what):
+    data = inp.read(n)
+    if len(data) != n:
+        raise StreamError(f"stream ends inside {what} ({len(data)} of {n} bytes)")
+    return data
+
+
+def read_frames(inp):
+    """Yield (kind, payload) from a binary file object; the HEADER frame first,
+    already parsed into a dict. Raises StreamError on anything malformed."""
+    magic = inp.read(len(MAGIC))
+    if magic != MAGIC:
+        raise StreamError("not an nltrace stream (bad magic); expected the output of "
+                          "`nltrace record` or nltrace-agent")
+    kind, length = FRAME.unpack(_read_exact(inp, FRAME.size, "the header frame"))
+    if kind != HEADER or length > MAX_FRAME:
+        raise StreamError("stream has no header frame")
+    try:
+        header = json.loads(_read_exact(inp, length, "the header"))
+    except ValueError as e:
+        raise StreamError(f"stream header is not JSON: {e}") from None
+    if header.get("version") != records.C.NLT_STREAM_VERSION:
+        raise StreamError(f"stream format version {header.get('version')} is not the "
+                          f"supported {records.C.NLT_STREAM_VERSION}")
+    if header.get("record_size") != records.RECORD_SIZE or header.get("node_size") != records.NODE_SIZE:
+        raise StreamError("stream record layout differs from this nltrace's records.h")
+    yield HEADER, header
+    while True:
+        head = inp.read(FRAME.size)
+        if not head:
+            return
+        if len(head) != FRAME.size:
+            raise StreamError("stream ends inside a frame header")
+        kind, length = FRAME.unpack(head)
+        if kind not in (RECORD, SYMBOLS, COUNTERS) or length > MAX_FRAME:
+            raise StreamError(f"corrupt frame (kind {kind}, length {length})")
+        payload = _read_exact(inp, length, "a frame")
+        if kind == RECORD:
+            yield kind, payload
+            continue
+        try:
+            yield kind, json.loads(payload)
+        except ValueError as e:
+            raise StreamError(f"corrupt frame payload: {e}") from None

@@ -1,0 +1,74 @@
+"""Views of assembled trees: rich for people, JSON lines for machines."""
+
+import json
+
+from rich.markup import escape
+from rich.text import Text
+from rich.tree import Tree
+
+
+def human_ns(ns):
+    if ns is None:
+        return "?"
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g}{unit}"
+    return f"{ns}ns"
+
+
+def _message_text(tree):
+    msg = tree["message"]
+    if not msg:
+        return "(no message captured)"
+    name = msg["type_name"] or f"type {msg['type']}"
+    if msg.get("family"):
+        name = f"{msg['family']}/{msg.get('cmd_name') or msg['cmd']}"
+    flags = "|".join(f.replace("NLM_F_", "") for f in msg["flags"]) or "-"
+    return f"{name} [{flags}] seq={msg['seq']} portid={msg['portid']} len={msg['len']}"
+
+
+def _node_label(node):
+    label = Text(node["func"], style="bold")
+    label.append(f"  {human_ns(node['duration_ns'])}", style="cyan")
+    ret = node["ret"]
+    if ret is None:
+        label.append("  (return not seen)", style="yellow")
+    elif "errno" in node:
+        label.append(f"  = {ret} {node['errno']}", style="red")
+    else:
+        label.append(f"  = {ret}", style="dim")
+    if node.get("ack_error"):
+        label.append(f"  ack error {node['ack_error']}", style="red")
+    return label
+
+
+def render_tree(tree, t0_ns):
+    """A rich renderable for one tree. t0_ns: timestamp shown as +0."""
+    head = Text()
+    head.append(f"+{(tree['ts_ns'] - t0_ns) / 1e9:.6f}s ", style="dim")
+    head.append(f"{tree['comm']}[{tree['pid']}/{tree['tid']}] ", style="green")
+    head.append(f"{tree['protocol'] or '?'} ", style="magenta")
+    head.append(_message_text(tree))
+    if tree["handler"]:
+        head.append(f" → {tree['handler']}", style="bold blue")
+    if tree["error"]:
+        err = tree["error"]
+        head.append(f"  {err['name']}", style="bold red")
+        if err["extack"]:
+            head.append(f' "{escape(err["extack"])}"', style="red")
+    if tree["truncated"] or tree["incomplete"]:
+        head.append("  (" + ", ".join(k for k in ("truncated", "incomplete") if tree[k]) + ")",
+                    style="yellow")
+    root = Tree(head)
+    if tree["root"]:
+        _add(root.add(_node_label(tree["root"])), tree["root"]["children"])
+    return root
+
+
+def _add(parent, children):
+    for child in children:
+        _add(parent.add(_node_label(child)), child["children"])
+
+
+def json_line(tree):
+    return json.dumps(tree, separators=(",", ":"))

@@ -1,0 +1,167 @@
+"""A netlink client for the real-kernel tests.
+
+It sends exactly the messages it is told to, and prints one JSON line per
+message with what it sent (type, flags, seq) and what the kernel answered
+(errno, extack): the oracle the tests hold nltrace's trees against.
+Messages are built with pyroute2's declarative classes.
+"""
+
+import argparse
+import json
+import os
+import socket
+import sys
+
+from pyroute2.netlink import (CTRL_CMD_GETFAMILY, GENL_ID_CTRL, NETLINK_GENERIC, NETLINK_ROUTE,
+                              NETLINK_USERSOCK, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, ctrlmsg,
+                              nlmsg, nlmsgerr)
+from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETSTATS, RTM_SETLINK
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ifstatsmsg import ifstatsmsg
+
+SOL_NETLINK = 270
+NETLINK_CAP_ACK = 10
+NETLINK_EXT_ACK = 11
+USER_MSG_TYPE = 0x20      # above NLMSG_MIN_TYPE: a user-to-user message type
+
+
+class capped_ack(nlmsg):
+    """NLMSG_ERROR on a NETLINK_CAP_ACK socket: the errno, the request's
+    header, then the extack attributes (pyroute2's nlmsgerr reads the
+    attributes from right after the errno, so it misses them)."""
+    fields = (("error", "i"), ("req_len", "I"), ("req_type", "H"), ("req_flags", "H"),
+              ("req_seq", "I"), ("req_pid", "I"))
+    nla_map = nlmsgerr.nla_map
+
+
+class usermsg(nlmsg):
+    """A user-to-user message: the header and a fixed payload."""
+    fields = (("value", "I"),)
+
+
+def open_socket(protocol, portid=0):
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol)
+    sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)
+    sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
+    sock.bind((portid, 0))
+    return sock
+
+
+def send(sock, msg, msg_type, flags, seq, dest=0):
+    msg["header"]["type"] = msg_type
+    msg["header"]["flags"] = flags
+    msg["header"]["sequence_number"] = seq
+    msg.encode()
+    sock.sendto(msg.data, (dest, 0))
+    return {"pid": os.getpid(), "type": msg_type, "flags": flags, "seq": seq,
+            "len": len(msg.data)}
+
+
+def read_answer(sock, seq):
+    """Read until the answer to seq: a reply, an error or an ack."""
+    while True:
+        data = sock.recv(65536)
+        offset = 0
+        while offset + 16 <= len(data):
+            head = nlmsg(data[offset:offset + 16])
+            head.decode()
+            header = head["header"]
+            if header["sequence_number"] == seq and header["type"] == NLMSG_ERROR:
+                ack = capped_ack(data[offset:offset + header["length"]])
+                ack.decode()
+                return {"errno": -ack["error"], "extack": ack.get_attr("NLMSGERR_ATTR_MSG"),
+                        "reply_type": NLMSG_ERROR}
+            if header["sequence_number"] == seq and header["type"] != NLMSG_DONE:
+                return {"errno": 0, "extack": None, "reply_type": header["type"]}
+            offset += (header["length"] + 3) & ~3
+
+
+def request(sock, msg, msg_type, flags, seq):
+    out = send(sock, msg, msg_type, flags, seq)
+    out.update(read_answer(sock, seq))
+    print(json.dumps(out), flush=True)
+
+
+def getlink(args):
+    sock = open_socket(NETLINK_ROUTE)
+    for i in range(args.count):
+        msg = ifinfmsg()
+        msg["index"] = args.index
+        request(sock, msg, RTM_GETLINK, NLM_F_REQUEST | args.flags, args.seq + i)
+
+
+def setlink_bridge(args):
+    """RTM_SETLINK for AF_BRIDGE: rtnl_bridge_setlink() answers an unknown
+    ifindex with ENODEV and the extack "unknown ifindex"."""
+    sock = open_socket(NETLINK_ROUTE)
+    for i in range(args.count):
+        msg = ifinfmsg()
+        msg["family"] = socket.AF_BRIDGE
+        msg["index"] = args.index
+        request(sock, msg, RTM_SETLINK, NLM_F_REQUEST | args.flags, args.seq + i)
+
+
+def getstats(args):
+    sock = open_socket(NETLINK_ROUTE)
+    for i in range(args.count):
+        msg = ifstatsmsg()
+        msg["ifindex"] = args.index
+        msg["filter_mask"] = 1
+        request(sock, msg, RTM_GETSTATS, NLM_F_REQUEST | args.flags, args.seq + i)
+
+
+def getfamily(args):
+    sock = open_socket(NETLINK_GENERIC)
+    for i in range(args.count):
+        msg = ctrlmsg()
+        msg["cmd"] = CTRL_CMD_GETFAMILY
+        msg["version"] = 1
+        msg["attrs"] = [("CTRL_ATTR_FAMILY_NAME", args.name)]
+        request(sock, msg, GENL_ID_CTRL, NLM_F_REQUEST | args.flags, args.seq + i)
+
+
+def usersock_recv(args):
+    sock = open_socket(NETLINK_USERSOCK, args.port)
+    print(json.dumps({"pid": os.getpid(), "ready": True}), flush=True)
+    for _ in range(args.count):
+        msg = usermsg(sock.recv(65536))
+        msg.decode()
+        print(json.dumps({"pid": os.getpid(), "type": msg["header"]["type"],
+                          "seq": msg["header"]["sequence_number"],
+                          "sender": msg["header"]["pid"], "value": msg["value"]}), flush=True)
+
+
+def usersock_send(args):
+    sock = open_socket(NETLINK_USERSOCK)
+    portid = sock.getsockname()[0]
+    for i in range(args.count):
+        msg = usermsg()
+        msg["value"] = i
+        msg["header"]["pid"] = portid
+        out = send(sock, msg, USER_MSG_TYPE, NLM_F_REQUEST | args.flags, args.seq + i, dest=args.port)
+        print(json.dumps(dict(out, portid=portid)), flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--count", type=int, default=1)
+    parser.add_argument("--seq", type=int, default=1000)
+    parser.add_argument("--flags", type=lambda s: int(s, 0), default=0, help="extra NLM_F_* bits")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn in (("getlink", getlink), ("getstats", getstats), ("setlink-bridge", setlink_bridge)):
+        p = sub.add_parser(name)
+        p.add_argument("--index", type=int, required=True)
+        p.set_defaults(fn=fn)
+    p = sub.add_parser("getfamily")
+    p.add_argument("--name", required=True)
+    p.set_defaults(fn=getfamily)
+    for name, fn in (("usersock-recv", usersock_recv), ("usersock-send", usersock_send)):
+        p = sub.add_parser(name)
+        p.add_argument("--port", type=int, required=True)
+        p.set_defaults(fn=fn)
+    args = parser.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
