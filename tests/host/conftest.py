@@ -1,0 +1,15 @@
+import glob
+import os
+
+import pytest
+
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
+
+
+@pytest.fixture(scope="session")
+def recorded_stream():
+    """A stream recorded by `nltrace record` in the test VM while tools/traffic
+    ran (tools/record-fixture): real kernel records, not made up."""
+    paths = sorted(glob.glob(os.path.join(FIXTURES, "flow-*.nltrace")))
+    assert paths, f"no recorded stream in {FIXTURES}; make one with: tools/vm tools/record-fixture"
+    return paths[-1]

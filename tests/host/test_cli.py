@@ -1,0 +1,82 @@
+"""The command line as a user meets it: errors are one plain message and a
+non-zero exit, never a traceback."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from nltrace.tracers import features
+
+
+def nltrace(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "nltrace", *args], capture_output=True,
+                          input=stdin, timeout=120)
+
+
+def test_flow_on_a_kernel_without_kprobes_points_to_the_vm():
+    if features.probe().can_trace:
+        pytest.skip("this kernel can trace: the no-kprobes message cannot be shown here")
+    out = nltrace("flow")
+    err = out.stderr.decode()
+    assert out.returncode != 0
+    assert "kprobes" in err and "make demo" in err
+    assert "Traceback" not in err
+    doctor = nltrace("doctor")
+    assert doctor.returncode != 0
+    assert b"kprobes" in doctor.stdout
+
+
+def test_input_renders_json_and_filters(recorded_stream):
+    full = nltrace("flow", "--input", recorded_stream, "--json")
+    assert full.returncode == 0, full.stderr
+    trees = [json.loads(line) for line in full.stdout.splitlines()]
+    assert b"trees shown, 0 lost" in full.stderr
+    genl = nltrace("flow", "--input", recorded_stream, "--json", "--type", "nlctrl/CTRL_CMD_GETFAMILY")
+    chosen = [json.loads(line) for line in genl.stdout.splitlines()]
+    assert chosen and all(t["message"]["family"] == "nlctrl" for t in chosen)
+    assert len(chosen) == sum(1 for t in trees if t["message"] and t["message"]["family"] == "nlctrl"
+                              and t["message"].get("cmd_name") == "CTRL_CMD_GETFAMILY")
+    errors = nltrace("flow", "--input", recorded_stream, "--json", "--errors-only")
+    failed = [json.loads(line) for line in errors.stdout.splitlines()]
+    assert failed and all(t["error"] for t in failed)
+    assert len(failed) == sum(1 for t in trees if t["error"])
+    pid = trees[0]["pid"]
+    only = nltrace("flow", "--input", recorded_stream, "--json", "-p", str(pid))
+    assert {json.loads(line)["pid"] for line in only.stdout.splitlines()} == {pid}
+    rich = nltrace("flow", "--input", recorded_stream)
+    assert rich.returncode == 0 and b"netlink_sendmsg" in rich.stdout
+
+
+def test_input_from_stdin(recorded_stream):
+    with open(recorded_stream, "rb") as f:
+        data = f.read()
+    out = nltrace("flow", "--input", "-", "--json", stdin=data)
+    assert out.returncode == 0
+    assert out.stdout.count(b"\n") == len(nltrace("flow", "--input", recorded_stream, "--json").stdout.splitlines())
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: b"", "not an nltrace stream"),
+    (lambda d: b"GARBAGE!" + d[8:], "not an nltrace stream"),
+    (lambda d: d[:20], "stream ends inside"),
+    (lambda d: d[:-7], "stream ends inside"),
+    (lambda d: d[:len(d) // 2] + b"\x09\0\0\0\xff\xff\xff\x7f", "corrupt frame"),
+])
+def test_corrupt_streams_are_reported(recorded_stream, tmp_path, damage, message):
+    with open(recorded_stream, "rb") as f:
+        data = f.read()
+    bad = tmp_path / "bad.nltrace"
+    bad.write_bytes(damage(data))
+    out = nltrace("flow", "--input", str(bad), "--json")
+    err = out.stderr.decode()
+    assert out.returncode == 1
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_missing_input_file():
+    out = nltrace("flow", "--input", "/nonexistent/capture")
+    assert out.returncode == 1 and b"cannot read" in out.stderr and b"Traceback" not in out.stderr

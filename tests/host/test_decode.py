@@ -1,0 +1,81 @@
+"""Message decoding, on messages built with pyroute2 and on raw bytes."""
+
+import struct
+
+from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, ctrlmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+
+from nltrace.tracers.decode import decode_message, errno_name, flag_names, protocol_name
+
+
+def encoded(msg, msg_type, flags, seq):
+    msg["header"]["type"], msg["header"]["flags"], msg["header"]["sequence_number"] = msg_type, flags, seq
+    msg.encode()
+    return bytes(msg.data)
+
+
+def test_rtm_getlink_with_attributes():
+    msg = ifinfmsg()
+    msg["index"] = 987654
+    msg["attrs"] = [("IFLA_IFNAME", "lo")]
+    out = decode_message(encoded(msg, 18, NLM_F_REQUEST | NLM_F_ACK, 77), protocol=0)
+    assert (out["type"], out["type_name"], out["seq"]) == (18, "RTM_GETLINK", 77)
+    assert out["flags"] == ["NLM_F_REQUEST", "NLM_F_ACK"]
+    assert out["fields"]["index"] == 987654
+    assert out["attrs"] == {"IFLA_IFNAME": "lo"}
+    assert out["truncated"] is False
+
+
+def test_capture_cut_inside_an_attribute_keeps_the_fixed_fields():
+    msg = ifinfmsg()
+    msg["index"] = 5
+    msg["attrs"] = [("IFLA_IFNAME", "a-rather-long-name"), ("IFLA_MTU", 1500)]
+    data = encoded(msg, 16, NLM_F_REQUEST, 1)
+    out = decode_message(data[:40], protocol=0)
+    assert out["fields"]["index"] == 5
+    assert out["truncated"] is True
+    assert out["len"] == len(data)
+
+
+def test_genl_ctrl_getfamily():
+    msg = ctrlmsg()
+    msg["cmd"], msg["version"] = 3, 1
+    msg["attrs"] = [("CTRL_ATTR_FAMILY_NAME", "nlctrl")]
+    out = decode_message(encoded(msg, 16, NLM_F_REQUEST | NLM_F_DUMP, 9), protocol=16)
+    assert (out["family"], out["cmd"], out["cmd_name"]) == ("nlctrl", 3, "CTRL_CMD_GETFAMILY")
+    assert out["flags"] == ["NLM_F_REQUEST", "NLM_F_DUMP"]
+    assert out["attrs"]["CTRL_ATTR_FAMILY_NAME"] == "nlctrl"
+
+
+def test_genl_family_name_comes_from_the_kernel_for_dynamic_ids():
+    data = struct.pack("=IHHII", 20, 0x1d, NLM_F_REQUEST, 1, 0) + bytes([1, 1, 0, 0])
+    out = decode_message(data, protocol=16, genl_family="devlink")
+    assert (out["type_name"], out["family"], out["cmd"]) == ("devlink", "devlink", 1)
+
+
+def test_nlmsg_error_carries_its_errno():
+    data = struct.pack("=IHHII", 36, 2, 0x100, 5, 42) + struct.pack("=i", -19) + bytes(16)
+    out = decode_message(data, protocol=0)
+    assert out["type_name"] == "NLMSG_ERROR"
+    assert out["flags"] == ["NLM_F_CAPPED"]
+    assert out["fields"] == {"error": -19, "error_name": "ENODEV"}
+
+
+def test_short_or_garbage_input():
+    assert decode_message(b"\x01\x02", protocol=0) is None
+    out = decode_message(b"\xff" * 16, protocol=0)     # nonsense header: decoded, never raises
+    assert out["type"] == 0xffff and out["type_name"] is None
+    out = decode_message(struct.pack("=IHHII", 2000, 18, 1, 1, 0) + b"\xff" * 40, protocol=0)
+    assert out["type_name"] == "RTM_GETLINK" and out["truncated"] is True
+
+
+def test_names():
+    assert protocol_name(0) == "NETLINK_ROUTE"
+    assert protocol_name(2) == "NETLINK_USERSOCK"
+    assert protocol_name(16) == "NETLINK_GENERIC"
+    assert protocol_name(0xffff) is None
+    assert errno_name(-19) == "ENODEV" and errno_name(2) == "ENOENT"
+    # the same bits mean different things for a request to create and to delete
+    assert flag_names(0x100 | 1, "new") == ["NLM_F_REQUEST", "NLM_F_REPLACE"]
+    assert flag_names(0x100 | 1, "del") == ["NLM_F_REQUEST", "NLM_F_NONREC"]
+    assert flag_names(0x8000, None) == ["0x8000"]

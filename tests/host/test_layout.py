@@ -1,0 +1,51 @@
+"""Struct offsets from pahole output."""
+
+from nltrace.tracers.layout import layout_cflags, members_used, parse_pahole
+
+# Cut from `pahole -C sk_buff,genl_ops` on Debian's 6.1.0-56-amd64 BTF.
+PAHOLE = """struct sk_buff {
+	union {
+		struct {
+			struct sk_buff *   next;                 /*     0     8 */
+			struct sk_buff *   prev;                 /*     8     8 */
+		};
+		struct rb_node     rbnode;               /*     0    24 */
+	};                                               /*     0    24 */
+	union {
+		struct sock *      sk;                   /*    24     8 */
+		int                ip_defrag_offset;     /*    24     4 */
+	};                                               /*    24     8 */
+	unsigned int               len;                  /*   112     4 */
+	__u8                       pkt_type:3;           /*   128: 0  1 */
+	struct {
+		unsigned int       len;                  /*   500     4 */
+	} named_inner;                                   /*   500     4 */
+	unsigned char *            data;                 /*   200     8 */
+};
+struct genl_ops {
+	int                        (*doit)(struct sk_buff *, struct genl_info *); /*     0     8 */
+	int                        (*dumpit)(struct sk_buff *, struct netlink_callback *); /*    16     8 */
+	char                       name[16];             /*    24    16 */
+};
+"""
+
+
+def test_parse_pahole_members():
+    layout = parse_pahole(PAHOLE)
+    assert layout[("sk_buff", "len")] == (112, 4)       # the outer len, not the inner struct's
+    assert layout[("sk_buff", "data")] == (200, 8)
+    assert layout[("sk_buff", "sk")] == (24, 8)          # inside an anonymous union
+    assert layout[("genl_ops", "doit")] == (0, 8)        # function pointers
+    assert layout[("genl_ops", "dumpit")] == (16, 8)
+    assert layout[("genl_ops", "name")] == (24, 16)      # arrays
+    assert ("sk_buff", "pkt_type") not in layout         # bitfields cannot be read whole
+
+
+def test_members_used_are_found_in_the_source():
+    src = "NLT_READ(len, skb, sk_buff, len);\nx = NLT_ADDR(skb, sk_buff, data);\nNLT_READ(t->a.b, f, genl_family, name);"
+    assert members_used(src) == {("sk_buff", "len"), ("sk_buff", "data"), ("genl_family", "name")}
+    assert ("sock", "sk_protocol") in members_used()
+
+
+def test_cflags():
+    assert layout_cflags({("sk_buff", "len"): (112, 4)}) == ["-DNLT_OFF_sk_buff_len=112", "-DNLT_SIZE_sk_buff_len=4"]

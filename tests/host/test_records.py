@@ -1,0 +1,53 @@
+"""The record layout and the probe catalogue agree across C and Python."""
+
+import re
+
+from nltrace.tracers import records
+from nltrace.tracers.catalogue import CATALOGUE, TREE_FUNCTIONS
+from nltrace.tracers.layout import BPF_SOURCE
+
+
+def program_names(source):
+    """BPF programs flow.bpf.c defines, with its probe macros expanded."""
+    names = set(re.findall(r"NLT_(?:KPROBE|KRETPROBE|RAW_TRACEPOINT)\((\w+)\)", source))
+    for fn in re.findall(r"^NLT_PLAIN_PROBES\((\w+)\)", source, re.M):
+        names |= {f"enter_{fn}", f"exit_{fn}"}
+    for fn in re.findall(r"^NLT_EXIT_PROBE\((\w+)\)", source, re.M):
+        names.add(f"exit_{fn}")
+    return names
+
+
+def test_every_catalogue_probe_has_its_programs():
+    defined = program_names(BPF_SOURCE.read_text())
+    wanted = {name for probe in CATALOGUE for name in probe.programs}
+    assert wanted - defined == set()
+    # and no program is left without a catalogue entry to attach it
+    assert {n for n in defined if not n.endswith("##fn")} - wanted == set()
+
+
+def test_catalogue_covers_the_enum_once():
+    assert [p.name for p in TREE_FUNCTIONS] == [records.FUNC_NAMES[i] for i in sorted(records.FUNC_NAMES)]
+    assert max(records.FUNC_NAMES) < records.C.NLT_FN_MAX
+
+
+def test_layout_has_no_implicit_padding():
+    ffi = records.ffi
+    # The same bytes on a 64-bit host and a 32-bit target: every field is
+    # placed right after the previous one.
+    for struct in ("struct nlt_node", "struct nlt_record"):
+        end = 0
+        for name, field in ffi.typeof(struct).fields:
+            assert field.offset == end, f"{struct}.{name} at {field.offset}, expected {end}"
+            end = field.offset + ffi.sizeof(field.type)
+        assert ffi.sizeof(struct) == end
+    assert records.NODE_SIZE % 8 == 0 and records.NODES_OFFSET % 8 == 0
+
+
+def test_parse_record_rejects_short_records():
+    import pytest
+    with pytest.raises(ValueError):
+        records.parse_record(b"\0" * (records.NODES_OFFSET - 1))
+    data = bytearray(records.NODES_OFFSET)
+    records.ffi.cast("struct nlt_record *", records.ffi.from_buffer(data)).nr_nodes = 3
+    with pytest.raises(ValueError, match="fewer nodes"):
+        records.parse_record(bytes(data))
