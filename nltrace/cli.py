@@ -14,9 +14,6 @@ from nltrace.tracers.stream import COUNTERS, RECORD, SYMBOLS, StreamError, Strea
 from nltrace.tracers.trees import assemble
 from nltrace.views import json_line, render_tree
 
-err_console = Console(stderr=True, highlight=False)
-
-
 class Stop(Exception):
     """SIGTERM, handled like Ctrl-C."""
 
@@ -26,7 +23,7 @@ def _on_sigterm(_signo, _frame):
 
 
 def fail(message, code=1):
-    err_console.print(f"nltrace: {message}", markup=False)
+    click.echo(f"nltrace: {message}", err=True)
     sys.exit(code)
 
 
@@ -37,8 +34,11 @@ class Filters:
     protocol: str = None
     msg_type: str = None
     errors_only: bool = False
+    no_recv: bool = False
 
     def match(self, tree):
+        if self.no_recv and tree["root"]["func"] == "netlink_recvmsg":
+            return False
         if self.pid is not None and tree["pid"] != self.pid:
             return False
         if self.comm is not None and tree["comm"] != self.comm:
@@ -106,8 +106,8 @@ def open_live_source(pid, skip_recv):
     except Exception as e:   # BCC reports compile and load failures as bare Exception
         fail(f"could not load the BPF programs: {e}")
     missing = ", ".join(sorted(source.missing)) or "none"
-    err_console.print(f"Tracing netlink: {len(source.attached)} probes attached, not traced: {missing}. "
-                      "Ctrl-C to end.", markup=False)
+    click.echo(f"Tracing netlink: {len(source.attached)} probes attached, not traced: {missing}. "
+               "Ctrl-C to end.", err=True)
     sys.stderr.flush()
     return source
 
@@ -163,7 +163,7 @@ def main():
 @click.option("--no-recv", is_flag=True, help="Do not start trees at netlink_recvmsg.")
 def flow(pid, comm, protocol, msg_type, errors_only, duration, as_json, input_path, no_recv):
     """Live call trees, one per netlink message."""
-    filters = Filters(pid, comm, protocol, msg_type, errors_only)
+    filters = Filters(pid, comm, protocol, msg_type, errors_only, no_recv)
     if input_path:
         try:
             source = StreamSource(input_path)
@@ -175,15 +175,16 @@ def flow(pid, comm, protocol, msg_type, errors_only, duration, as_json, input_pa
         source = open_live_source(pid, no_recv)
 
     out = Console(highlight=False, soft_wrap=True)
-    shown = 0
+    shown = malformed = 0
     t0 = None
 
     def on_record(raw):
-        nonlocal shown, t0
+        nonlocal shown, malformed, t0
         try:
             tree = assemble(records.parse_record(raw), source.symbolize)
         except ValueError as e:
-            err_console.print(f"nltrace: skipped a malformed record: {e}", markup=False)
+            malformed += 1
+            click.echo(f"nltrace: skipped a malformed record: {e}", err=True)
             return
         if not filters.match(tree):
             return
@@ -198,7 +199,7 @@ def flow(pid, comm, protocol, msg_type, errors_only, duration, as_json, input_pa
     try:
         drive(source, on_record, duration)
     except StreamError as e:
-        err_console.print(f"nltrace: {input_path}: {e}", markup=False)
+        click.echo(f"nltrace: {input_path}: {e}", err=True)
         source.close()
         sys.exit(1)
     except BrokenPipeError:
@@ -206,9 +207,10 @@ def flow(pid, comm, protocol, msg_type, errors_only, duration, as_json, input_pa
         sys.exit(0)
     counts = source.counters()
     source.close()
-    err_console.print(f"nltrace: {shown} trees shown, {counts.get('lost', 0)} lost, "
-                      f"{counts.get('truncated', 0)} truncated, {counts.get('incomplete', 0)} incomplete",
-                      markup=False)
+    click.echo(f"nltrace: {shown} trees shown, {counts.get('lost', 0)} lost, "
+               f"{counts.get('truncated', 0)} truncated, {counts.get('incomplete', 0)} incomplete", err=True)
+    if malformed:
+        fail(f"{malformed} malformed records were skipped")
 
 
 @main.command()
@@ -242,7 +244,7 @@ def record(output, pid, duration, no_recv):
     source.close()
     if out is not sys.stdout.buffer:
         out.close()
-    err_console.print(f"nltrace: {count} records written, {counts['lost']} lost", markup=False)
+    click.echo(f"nltrace: {count} records written, {counts['lost']} lost", err=True)
 
 
 @main.command()

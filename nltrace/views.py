@@ -31,8 +31,10 @@ def _node_label(node):
     label = Text(node["func"], style="bold")
     label.append(f"  {human_ns(node['duration_ns'])}", style="cyan")
     ret = node["ret"]
-    if ret is None:
+    if node["duration_ns"] is None:
         label.append("  (return not seen)", style="yellow")
+    elif ret is None:
+        pass   # a void function
     elif "errno" in node:
         label.append(f"  = {ret} {node['errno']}", style="red")
     else:

@@ -2,7 +2,7 @@
 non-zero exit, never a traceback."""
 
 import json
-import os
+import struct
 import subprocess
 import sys
 
@@ -46,6 +46,9 @@ def test_input_renders_json_and_filters(recorded_stream):
     pid = trees[0]["pid"]
     only = nltrace("flow", "--input", recorded_stream, "--json", "-p", str(pid))
     assert {json.loads(line)["pid"] for line in only.stdout.splitlines()} == {pid}
+    sends = nltrace("flow", "--input", recorded_stream, "--json", "--no-recv")
+    assert [json.loads(line) for line in sends.stdout.splitlines()] == [
+        t for t in trees if t["root"]["func"] != "netlink_recvmsg"]
     rich = nltrace("flow", "--input", recorded_stream)
     assert rich.returncode == 0 and b"netlink_sendmsg" in rich.stdout
 
@@ -58,12 +61,21 @@ def test_input_from_stdin(recorded_stream):
     assert out.stdout.count(b"\n") == len(nltrace("flow", "--input", recorded_stream, "--json").stdout.splitlines())
 
 
+def after_header(data):
+    """Offset of the first frame after the header frame."""
+    return 8 + 8 + struct.unpack_from("<I", data, 12)[0]
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda d: b"", "not an nltrace stream"),
     (lambda d: b"GARBAGE!" + d[8:], "not an nltrace stream"),
     (lambda d: d[:20], "stream ends inside"),
     (lambda d: d[:-7], "stream ends inside"),
-    (lambda d: d[:len(d) // 2] + b"\x09\0\0\0\xff\xff\xff\x7f", "corrupt frame"),
+    (lambda d: d[:after_header(d)] + b"\x09\0\0\0\x10\0\0\0" + bytes(16), "corrupt frame"),
+    (lambda d: d[:after_header(d)] + b"\x02\0\0\0\xff\xff\xff\x7f", "corrupt frame"),
+    (lambda d: d[:after_header(d)] + b"\x02\0\0\0\x08\0\0\0" + bytes(8), "malformed record"),
+    (lambda d: d[:12] + b"\x05\0\0\0{}[]}", "stream header is not JSON"),
+    (lambda d: d[:12] + b"\x02\0\0\0{}", "format version"),
 ])
 def test_corrupt_streams_are_reported(recorded_stream, tmp_path, damage, message):
     with open(recorded_stream, "rb") as f:
