@@ -296,60 +296,47 @@ static __always_inline __u64 rtnl_handler(void *nlh)
 #define NLT_EXIT_PROBE(fn) \
 	NLT_KRETPROBE(exit_##fn) { leave(ctx, NLT_FN_##fn); return 0; }
 
-/* int netlink_sendmsg(struct socket *sock, struct msghdr *msg, size_t len) */
-NLT_KPROBE(enter_netlink_sendmsg)
+/* A process's call on its socket starts a tree (may_root 2: a tree still
+ * open on the thread is stale).
+ * int netlink_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
+ * int netlink_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int flags) */
+static __always_inline void socket_call(struct pt_regs *ctx, __u32 func, int may_root)
 {
-	struct nlt_thread *t = enter(NLT_FN_netlink_sendmsg, 2);
+	struct nlt_thread *t = enter(func, may_root);
 	void *sk = 0;
 
 	if (t) {
 		NLT_READ(sk, NLT_ARG(1), socket, sk);
 		capture_protocol(t, sk);
 	}
-	return 0;
 }
-NLT_EXIT_PROBE(netlink_sendmsg)
 
-/* int netlink_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int flags) */
+NLT_KPROBE(enter_netlink_sendmsg) { socket_call(ctx, NLT_FN_netlink_sendmsg, 2); return 0; }
+NLT_EXIT_PROBE(netlink_sendmsg)
 NLT_KPROBE(enter_netlink_recvmsg)
 {
-	struct nlt_thread *t = enter(NLT_FN_netlink_recvmsg,
-				     config_get(NLT_CFG_SKIP_RECV) ? 0 : 2);
-	void *sk = 0;
-
-	if (t) {
-		NLT_READ(sk, NLT_ARG(1), socket, sk);
-		capture_protocol(t, sk);
-	}
+	socket_call(ctx, NLT_FN_netlink_recvmsg, config_get(NLT_CFG_SKIP_RECV) ? 0 : 2);
 	return 0;
 }
 NLT_EXIT_PROBE(netlink_recvmsg)
 
-/* int netlink_unicast(struct sock *ssk, struct sk_buff *skb, u32 portid, int nonblock)
- * void/int netlink_broadcast(struct sock *ssk, struct sk_buff *skb, u32 portid, u32 group, gfp_t)
- * Both can start a tree of their own when the kernel sends on its own. */
-NLT_KPROBE(enter_netlink_unicast)
+/* Delivery of an skb; starts a tree of its own when the kernel sends on its
+ * own, and captures the message.
+ * int netlink_unicast(struct sock *ssk, struct sk_buff *skb, u32 portid, int nonblock)
+ * int netlink_broadcast(struct sock *ssk, struct sk_buff *skb, u32 portid, u32 group, gfp_t) */
+static __always_inline void delivery(struct pt_regs *ctx, __u32 func)
 {
-	struct nlt_thread *t = enter(NLT_FN_netlink_unicast, 1);
+	struct nlt_thread *t = enter(func, 1);
 
 	if (t) {
 		capture_protocol(t, NLT_ARG(1));
 		capture_skb(t, NLT_ARG(2));
 	}
-	return 0;
 }
+
+NLT_KPROBE(enter_netlink_unicast) { delivery(ctx, NLT_FN_netlink_unicast); return 0; }
 NLT_EXIT_PROBE(netlink_unicast)
-
-NLT_KPROBE(enter_netlink_broadcast)
-{
-	struct nlt_thread *t = enter(NLT_FN_netlink_broadcast, 1);
-
-	if (t) {
-		capture_protocol(t, NLT_ARG(1));
-		capture_skb(t, NLT_ARG(2));
-	}
-	return 0;
-}
+NLT_KPROBE(enter_netlink_broadcast) { delivery(ctx, NLT_FN_netlink_broadcast); return 0; }
 NLT_EXIT_PROBE(netlink_broadcast)
 
 /* int rtnetlink_rcv_msg(struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *) */
@@ -363,39 +350,34 @@ NLT_KPROBE(enter_rtnetlink_rcv_msg)
 }
 NLT_EXIT_PROBE(rtnetlink_rcv_msg)
 
-/* int genl_family_rcv_msg_doit/dumpit(const struct genl_family *family,
+/* The family and the handler of a generic netlink message.
+ * int genl_family_rcv_msg_doit/dumpit(const struct genl_family *family,
  *	struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *extack,
  *	const struct genl_ops *ops, int hdrlen, struct net *net) */
-static __always_inline void genl_dispatch(struct nlt_thread *t, void *family, __u64 handler)
+static __always_inline void genl_dispatch(struct pt_regs *ctx, __u32 func, int dump)
 {
-	if (t->rec.genl_family[0])
+	struct nlt_thread *t = enter(func, 0);
+	void *handler = 0;
+
+	if (!t || t->rec.genl_family[0])
 		return;
-	NLT_READ(t->rec.genl_family, family, genl_family, name);
-	t->rec.handler = handler;
+	NLT_READ(t->rec.genl_family, NLT_ARG(1), genl_family, name);
+	if (dump)
+		NLT_READ(handler, NLT_ARG(5), genl_ops, dumpit);
+	else
+		NLT_READ(handler, NLT_ARG(5), genl_ops, doit);
+	t->rec.handler = (__u64)handler;
 }
 
 NLT_KPROBE(enter_genl_family_rcv_msg_doit)
 {
-	struct nlt_thread *t = enter(NLT_FN_genl_family_rcv_msg_doit, 0);
-	void *doit = 0;
-
-	if (t) {
-		NLT_READ(doit, NLT_ARG(5), genl_ops, doit);
-		genl_dispatch(t, NLT_ARG(1), (__u64)doit);
-	}
+	genl_dispatch(ctx, NLT_FN_genl_family_rcv_msg_doit, 0);
 	return 0;
 }
 NLT_EXIT_PROBE(genl_family_rcv_msg_doit)
-
 NLT_KPROBE(enter_genl_family_rcv_msg_dumpit)
 {
-	struct nlt_thread *t = enter(NLT_FN_genl_family_rcv_msg_dumpit, 0);
-	void *dumpit = 0;
-
-	if (t) {
-		NLT_READ(dumpit, NLT_ARG(5), genl_ops, dumpit);
-		genl_dispatch(t, NLT_ARG(1), (__u64)dumpit);
-	}
+	genl_dispatch(ctx, NLT_FN_genl_family_rcv_msg_dumpit, 1);
 	return 0;
 }
 NLT_EXIT_PROBE(genl_family_rcv_msg_dumpit)
