@@ -99,8 +99,11 @@ def open_live_source(pid, skip_recv):
         lines.append("Run `nltrace doctor` for the full report.")
         fail("\n".join(lines))
     from nltrace.tracers.bcc_source import AttachError, BccSource
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         source = BccSource(report.symbols, pid=pid, skip_recv=skip_recv)
+    except (KeyboardInterrupt, Stop):
+        fail("interrupted before tracing began; nothing is left attached", code=130)
     except AttachError as e:
         fail(str(e))
     except Exception as e:   # BCC reports compile and load failures as bare Exception

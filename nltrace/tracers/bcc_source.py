@@ -50,9 +50,13 @@ class BccSource:
         config[ctypes.c_int(records.C.NLT_CFG_RTNL_HANDLERS)] = ctypes.c_ulonglong(handlers)
 
         self._pending = deque()
-        self.bpf["events"].open_ring_buffer(self._on_record)
-        self.attached, self.missing = self._attach(symbols)
         self._symbols = {}
+        self.bpf["events"].open_ring_buffer(self._on_record)
+        try:
+            self.attached, self.missing = self._attach(symbols)
+        except BaseException:   # AttachError, or Ctrl-C/SIGTERM halfway: detach what was attached
+            self.bpf.cleanup()
+            raise
 
     def _attach(self, symbols):
         attached, missing = [], {}

@@ -147,6 +147,8 @@ def main():
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--seq", type=int, default=1000)
     parser.add_argument("--flags", type=lambda s: int(s, 0), default=0, help="extra NLM_F_* bits")
+    parser.add_argument("--wait", action="store_true", help="read a line from stdin before sending, "
+                        "so a tracer can be started for this pid first")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn in (("getlink", getlink), ("getstats", getstats), ("setlink-bridge", setlink_bridge)):
         p = sub.add_parser(name)
@@ -160,6 +162,8 @@ def main():
         p.add_argument("--port", type=int, required=True)
         p.set_defaults(fn=fn)
     args = parser.parse_args()
+    if args.wait:
+        sys.stdin.readline()
     args.fn(args)
 
 

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from conftest import CLIENT
+from conftest import CLIENT, Tracer
 
 
 def N(func, *children):
@@ -101,6 +101,31 @@ def check_against_client(trees, sent, protocol):
         elif "errno" in msg:
             assert tree["error"] is None
     return mine
+
+
+# --- -p, first: alone, before the session's tracer exists -----------------
+
+def test_pid_filter_in_the_kernel():
+    """-p filters in BPF: a tracer for one pid sees every tree of that
+    process and nothing of the `ip` commands run while it is attached.
+    It runs alone: with a second nltrace attached to the same functions, a
+    process's first call was missed in 2 of 3 full runs (open; see the issue)."""
+    waiting = subprocess.Popen(client("--wait", "--count", "5", "--seq", "900", "getlink", "--index", "1"),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    only = Tracer("-p", str(waiting.pid))
+    others = [subprocess.run(["ip", "link", "show", "lo"], capture_output=True) for _ in range(3)]
+    out, _ = waiting.communicate("go\n", timeout=300)
+    others += [subprocess.run(["ip", "link", "show", "lo"], capture_output=True) for _ in range(3)]
+    only.stop()                              # drains the ring buffer before it exits
+    assert all(o.returncode == 0 for o in others)
+    assert only.proc.returncode == 0, only.stderr
+    sent = sent_by(subprocess.CompletedProcess([], 0, out, ""))
+    assert [m["seq"] for m in sent] == [900, 901, 902, 903, 904]
+    assert {t["pid"] for t in only.trees} == {waiting.pid}
+    check_against_client(only.trees, sent, "NETLINK_ROUTE")
+    # and its reads: one netlink_recvmsg per answer
+    reads = [t for t in only.trees if t["root"]["func"] == "netlink_recvmsg"]
+    assert [t["message"]["seq"] for t in sorted(reads, key=lambda t: t["ts_ns"])] == [900, 901, 902, 903, 904]
 
 
 # --- iproute2, held against strace --------------------------------------
@@ -259,3 +284,4 @@ def test_usersock_between_two_processes(tracer):
     for t in reads:
         assert_shape(t, N("netlink_recvmsg"))
         assert t["protocol"] == "NETLINK_USERSOCK"
+
