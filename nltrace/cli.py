@@ -1,5 +1,6 @@
 """The command line: nltrace flow | record | doctor."""
 
+import json
 import signal
 import sys
 import time
@@ -12,7 +13,7 @@ from rich.table import Table
 from nltrace.tracers import features, records
 from nltrace.tracers.stream import COUNTERS, RECORD, SYMBOLS, StreamError, StreamWriter, read_frames
 from nltrace.tracers.trees import assemble
-from nltrace.views import json_line, render_tree
+from nltrace.views import json_line, render_histograms, render_tree
 
 class Stop(Exception):
     """SIGTERM, handled like Ctrl-C."""
@@ -89,9 +90,10 @@ class StreamSource:
             self.file.close()
 
 
-def open_live_source(pid, skip_recv):
-    """Check the kernel, then compile and attach. Exits with a plain message
-    (never a traceback) when this kernel or process cannot trace."""
+def open_live_source(pid=None, comm=None, skip_recv=False, latency=None):
+    """Check the kernel, then compile and attach (BccSource's arguments).
+    Exits with a plain message (never a traceback) when this kernel or
+    process cannot trace."""
     report = features.probe()
     if not report.can_trace:
         lines = [f"cannot trace on this kernel ({report.release}):"]
@@ -101,7 +103,7 @@ def open_live_source(pid, skip_recv):
     from nltrace.tracers.bcc_source import AttachError, BccSource
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        source = BccSource(report.symbols, pid=pid, skip_recv=skip_recv)
+        source = BccSource(report.symbols, pid=pid, comm=comm, skip_recv=skip_recv, latency=latency)
     except (KeyboardInterrupt, Stop):
         fail("interrupted before tracing began; nothing is left attached", code=130)
     except AttachError as e:
@@ -141,7 +143,6 @@ FILTER_OPTIONS = (
     click.option("--protocol", help="Only this protocol: ROUTE, GENERIC, NETLINK_USERSOCK, ..."),
     click.option("--type", "msg_type", help="Only this message type: RTM_GETLINK, nlctrl, "
                  "nlctrl/CTRL_CMD_GETFAMILY, or a number."),
-    click.option("--errors-only", is_flag=True, help="Only messages that failed."),
     click.option("-d", "--duration", type=float, help="Stop after this many seconds."),
 )
 
@@ -160,11 +161,12 @@ def main():
 
 @main.command()
 @filter_options
+@click.option("--errors-only", is_flag=True, help="Only messages that failed.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per tree per line.")
 @click.option("--input", "input_path", metavar="FILE|-",
               help="Render a recorded stream (nltrace record, nltrace-agent) instead of tracing.")
 @click.option("--no-recv", is_flag=True, help="Do not start trees at netlink_recvmsg.")
-def flow(pid, comm, protocol, msg_type, errors_only, duration, as_json, input_path, no_recv):
+def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, no_recv):
     """Live call trees, one per netlink message."""
     filters = Filters(pid, comm, protocol, msg_type, errors_only, no_recv)
     if input_path:
@@ -175,7 +177,7 @@ def flow(pid, comm, protocol, msg_type, errors_only, duration, as_json, input_pa
         except StreamError as e:
             fail(f"{input_path}: {e}")
     else:
-        source = open_live_source(pid, no_recv)
+        source = open_live_source(pid, comm, no_recv)
 
     out = Console(highlight=False, soft_wrap=True)
     shown = malformed = 0
@@ -224,7 +226,7 @@ def flow(pid, comm, protocol, msg_type, errors_only, duration, as_json, input_pa
 def record(output, pid, duration, no_recv):
     """Capture raw records to a stream, for `flow --input` later or elsewhere."""
     from nltrace.tracers.bcc_source import meta
-    source = open_live_source(pid, no_recv)
+    source = open_live_source(pid, skip_recv=no_recv)
     out = sys.stdout.buffer if output == "-" else open(output, "wb")
     writer = StreamWriter(out, dict(meta(), probes=source.attached))
     known = set()
@@ -248,6 +250,102 @@ def record(output, pid, duration, no_recv):
     if out is not sys.stdout.buffer:
         out.close()
     click.echo(f"nltrace: {count} records written, {counts['lost']} lost", err=True)
+
+
+def resolve_type(msg_type, protocol):
+    """--type and --protocol as the kernel compares them: {"protocol", "type", "cmd"}."""
+    from pyroute2.netlink.rtnl import RTM_NAMES
+
+    from nltrace.tracers.decode import CTRL_COMMANDS, PROTOCOL_VALUES
+    want = {"protocol": None, "type": None, "cmd": None}
+    if protocol:
+        name = protocol.upper() if protocol.upper().startswith("NETLINK_") else "NETLINK_" + protocol.upper()
+        if name not in PROTOCOL_VALUES:
+            fail(f"unknown protocol {protocol!r}")
+        want["protocol"] = PROTOCOL_VALUES[name]
+    if not msg_type:
+        return want
+    if msg_type.isdigit():
+        want["type"] = int(msg_type)
+    elif msg_type.upper() in RTM_NAMES:
+        want.update(protocol=0, type=RTM_NAMES[msg_type.upper()])
+    else:
+        family, _, cmd = msg_type.partition("/")
+        want.update(protocol=16, type=genl_family_id(family))
+        if cmd:
+            commands = {n: v for v, n in CTRL_COMMANDS.items()} if family == "nlctrl" else {}
+            if not cmd.isdigit() and cmd.upper() not in commands:
+                fail(f"unknown command {cmd!r} of {family}: give its number")
+            want["cmd"] = int(cmd) if cmd.isdigit() else commands[cmd.upper()]
+    return want
+
+
+def genl_family_id(name):
+    """The id the running kernel gave a generic netlink family."""
+    from pyroute2.netlink import NetlinkError
+    from pyroute2.netlink.generic import GenericNetlinkSocket
+    try:
+        with GenericNetlinkSocket() as sock:
+            return sock.get_protocol_id(name)
+    except (NetlinkError, OSError):
+        fail(f"no generic netlink family {name!r} on this kernel")
+
+
+@main.command()
+@filter_options
+@click.option("--by", type=click.Choice(["function", "message", "process", "rtnl"]), default="message",
+              show_default=True, help="Group by catalogue function, message type (RTM_* or genl "
+              "family/cmd), process (comm), or the RTNL lock wait per message type.")
+@click.option("-i", "--interval", type=float, help="Print every this many seconds (each shows that interval).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per interval.")
+def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json):
+    """Latency histograms, aggregated in the kernel.
+
+    log2 histograms of how long the kernel spent: per traced function, per sent
+    message (its whole netlink_sendmsg), per process, or waiting for the RTNL
+    lock. p50/p90/p99 are estimates from the log2 buckets (interpolated inside
+    the bucket, never above the exact max); count and max are exact. Without
+    -i it prints once, at the end (Ctrl-C or -d).
+    """
+    from nltrace.tracers.histograms import group, interval_delta, pick_unit
+    want = resolve_type(msg_type, protocol)
+    source = open_live_source(pid, comm, skip_recv=by != "function", latency=want)
+    console = Console(highlight=False, width=80)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = {}
+    started = time.monotonic()
+    deadline = started + duration if duration else None
+
+    def report():
+        nonlocal previous
+        counts, maxima = source.read_histograms()
+        histograms = group(interval_delta(counts, previous), maxima, by)
+        previous = counts
+        unit = pick_unit(histograms)
+        if as_json:
+            sys.stdout.write(json.dumps({"ts_ns": time.monotonic_ns(), "by": by,
+                                         "histograms": [h.to_json(unit) for h in histograms]},
+                                        separators=(",", ":")) + "\n")
+            sys.stdout.flush()
+        else:
+            title = f"{time.strftime('%H:%M:%S')}  by {by}" + ("" if histograms else "  (no samples)")
+            for part in render_histograms(histograms, unit, by, title):
+                console.print(part)
+
+    next_report = started + interval if interval else None
+    try:
+        while not deadline or time.monotonic() < deadline:
+            wake = min(t for t in (next_report, deadline, time.monotonic() + 0.5) if t)
+            time.sleep(max(wake - time.monotonic(), 0))
+            if next_report and time.monotonic() >= next_report:
+                report()
+                next_report += interval
+    except (KeyboardInterrupt, Stop):
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    report()   # the last (or only) interval
+    source.close()
 
 
 @main.command()

@@ -74,3 +74,39 @@ def _add(parent, children):
 
 def json_line(tree):
     return json.dumps(tree, separators=(",", ":"))
+
+
+UNIT_LABEL = {"ns": "ns", "us": "µs", "ms": "ms"}
+BAR_WIDTH = 30
+
+
+def render_histograms(histograms, unit, by, title):
+    """Rich renderables for one interval: a summary table, then each key's
+    distribution in the manner of BCC's funclatency. Fits 80 columns."""
+    from rich.table import Table
+
+    from nltrace.tracers.histograms import UNITS, bucket_bounds
+
+    scale, label = UNITS[unit], UNIT_LABEL[unit]
+    table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    table.add_column(by, overflow="fold", max_width=30)
+    for col in ("count", f"p50 {label}", f"p90 {label}", f"p99 {label}", f"max {label}"):
+        table.add_column(col, justify="right")
+
+    def fmt(ns):
+        return "-" if ns is None else f"{ns / scale:.4g}"
+
+    for h in histograms:
+        table.add_row(h.key, str(h.count), fmt(h.percentile(50)), fmt(h.percentile(90)),
+                      fmt(h.percentile(99)), fmt(h.max_ns))
+    parts = [table]
+    for h in histograms:
+        lines = [Text(f"\n{h.key}", style="bold")]
+        top = max(h.buckets.values())
+        for slot in range(min(h.buckets), max(h.buckets) + 1):
+            n = h.buckets.get(slot, 0)
+            low, high = bucket_bounds(slot)
+            bar = "*" * (round(n / top * BAR_WIDTH) if n else 0)
+            lines.append(Text(f"{low / scale:>12.4g} -> {high / scale:<12.4g}: {n:<8} |{bar:<{BAR_WIDTH}}|"))
+        parts.append(Text("\n").join(lines))
+    return parts

@@ -18,6 +18,8 @@
 	BPF_TABLE("lru_hash", key_t, value_t, name, entries)
 #define NLT_ARRAY(name, value_t, entries) BPF_ARRAY(name, value_t, entries)
 #define NLT_PERCPU_ARRAY(name, value_t, entries) BPF_PERCPU_ARRAY(name, value_t, entries)
+#define NLT_PERCPU_HASH(name, key_t, value_t, entries) \
+	BPF_TABLE("percpu_hash", key_t, value_t, name, entries)
 #define NLT_RINGBUF(name, pages) BPF_RINGBUF_OUTPUT(name, pages)
 
 #define NLT_KPROBE(name) int name(struct pt_regs *ctx)
@@ -43,6 +45,8 @@
 	__NLT_MAP(name, BPF_MAP_TYPE_ARRAY, __u32, value_t, entries)
 #define NLT_PERCPU_ARRAY(name, value_t, entries) \
 	__NLT_MAP(name, BPF_MAP_TYPE_PERCPU_ARRAY, __u32, value_t, entries)
+#define NLT_PERCPU_HASH(name, key_t, value_t, entries) \
+	__NLT_MAP(name, BPF_MAP_TYPE_PERCPU_HASH, key_t, value_t, entries)
 #define NLT_RINGBUF(name, pages) \
 	struct { \
 		__uint(type, BPF_MAP_TYPE_RINGBUF); \

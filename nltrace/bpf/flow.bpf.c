@@ -1,4 +1,6 @@
-/* nltrace flow: one record per netlink message, assembled in the kernel.
+/* nltrace flow and nltrace latency: one source, two outputs.
+ *
+ * flow: one record per netlink message, assembled in the kernel.
  *
  * Every catalogue function has an entry and a return probe. On entry a node
  * is appended to the calling thread's record and pushed on its frame stack;
@@ -11,15 +13,23 @@
  * (notifications, kernel-originated messages). Threads are keyed by tid
  * because the sender can sleep (on the RTNL mutex, for instance) and move
  * between CPUs in the middle of a tree.
+ *
+ * latency (-DNLT_LATENCY): the same trees are walked, but instead of a record
+ * each return adds its duration to log2 histograms in a per-CPU hash, which
+ * user space reads once per interval; nothing is streamed.
  */
 #include "compat.h"
 #include "records.h"
+#include "bits.h"
 
 #ifndef NLT_MAX_THREADS
 #define NLT_MAX_THREADS 4096
 #endif
 #ifndef NLT_RINGBUF_PAGES
 #define NLT_RINGBUF_PAGES 256
+#endif
+#ifndef NLT_MAX_HIST_KEYS
+#define NLT_MAX_HIST_KEYS 10240
 #endif
 
 /* rtnetlink's dispatch table, as net/core/rtnetlink.c declares it. */
@@ -43,7 +53,11 @@ NLT_LRU_HASH(threads, __u32, struct nlt_thread, NLT_MAX_THREADS);
 NLT_ARRAY(zero_thread, struct nlt_thread, 1);
 NLT_ARRAY(config, __u64, NLT_CFG_MAX);
 NLT_PERCPU_ARRAY(counters, __u64, NLT_CNT_MAX);
+#ifdef NLT_LATENCY
+NLT_PERCPU_HASH(hists, struct nlt_hist_key, __u64, NLT_MAX_HIST_KEYS);
+#else
 NLT_RINGBUF(events, NLT_RINGBUF_PAGES);
+#endif
 
 /* Every map access of the program, once per toolchain. */
 #ifdef NLT_BCC
@@ -55,7 +69,14 @@ static __always_inline struct nlt_thread *thread_create(__u32 *tid, struct nlt_t
 static __always_inline struct nlt_thread *zero_thread_get(__u32 *zero) { return zero_thread.lookup(zero); }
 static __always_inline __u64 *config_lookup(__u32 *i) { return config.lookup(i); }
 static __always_inline __u64 *counter_lookup(__u32 *i) { return counters.lookup(i); }
+#ifdef NLT_LATENCY
+static __always_inline __u64 *hist_get(struct nlt_hist_key *key, __u64 *zero)
+{
+	return hists.lookup_or_try_init(key, zero);
+}
+#else
 static __always_inline int events_output(void *data, __u64 size) { return events.ringbuf_output(data, size, 0); }
+#endif
 #else
 static __always_inline struct nlt_thread *thread_lookup(__u32 *tid) { return bpf_map_lookup_elem(&threads, tid); }
 static __always_inline struct nlt_thread *thread_create(__u32 *tid, struct nlt_thread *init)
@@ -66,7 +87,15 @@ static __always_inline struct nlt_thread *thread_create(__u32 *tid, struct nlt_t
 static __always_inline struct nlt_thread *zero_thread_get(__u32 *zero) { return bpf_map_lookup_elem(&zero_thread, zero); }
 static __always_inline __u64 *config_lookup(__u32 *i) { return bpf_map_lookup_elem(&config, i); }
 static __always_inline __u64 *counter_lookup(__u32 *i) { return bpf_map_lookup_elem(&counters, i); }
+#ifdef NLT_LATENCY
+static __always_inline __u64 *hist_get(struct nlt_hist_key *key, __u64 *zero)
+{
+	bpf_map_update_elem(&hists, key, zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&hists, key);
+}
+#else
 static __always_inline int events_output(void *data, __u64 size) { return bpf_ringbuf_output(&events, data, size, 0); }
+#endif
 #endif
 
 static __always_inline __u64 config_get(__u32 index)
@@ -93,7 +122,96 @@ static __always_inline __u64 read_kptr(__u64 addr)
 	return v;
 }
 
-static __always_inline void emit(struct nlt_thread *t)
+#ifdef NLT_LATENCY
+/* Does the tree pass the --protocol/--type filters? The message type is
+ * known once netlink_unicast captured it. */
+static __always_inline int tree_wanted(struct nlt_thread *t)
+{
+	__u64 protocol = config_get(NLT_CFG_PROTOCOL), type = config_get(NLT_CFG_TYPE);
+	__u64 cmd = config_get(NLT_CFG_CMD);
+	__u16 msg_type = 0;
+
+	if (protocol && protocol - 1 != t->rec.protocol)
+		return 0;
+	if (!type && !cmd)
+		return 1;
+	if (t->rec.msg_len < 20)
+		return 0;
+	__builtin_memcpy(&msg_type, t->rec.msg + 4, sizeof(msg_type));
+	if (type && type - 1 != msg_type)
+		return 0;
+	return !cmd || cmd - 1 == t->rec.msg[16];
+}
+
+/* The message part of a key: protocol, type, and for genl the command and
+ * family name. */
+static __always_inline void message_key(struct nlt_hist_key *key, struct nlt_thread *t)
+{
+	key->protocol = t->rec.protocol;
+	if (t->rec.msg_len < 16)
+		return;
+	__builtin_memcpy(&key->type, t->rec.msg + 4, sizeof(key->type));
+	if (t->rec.protocol == 16 && t->rec.msg_len >= 20) {   /* NETLINK_GENERIC */
+		key->cmd = t->rec.msg[16];
+		__builtin_memcpy(key->name, t->rec.genl_family, sizeof(key->name));
+	}
+}
+
+static __always_inline void hist_add(struct nlt_hist_key *key, __u64 ns)
+{
+	__u64 zero = 0, *v;
+
+	key->slot = nlt_log2l(ns);
+	v = hist_get(key, &zero);
+	if (v)
+		(*v)++;   /* per-CPU: no atomics, which the ARM32 JIT lacks */
+	key->slot = NLT_SLOT_MAX;
+	v = hist_get(key, &zero);
+	if (v && *v < ns)
+		*v = ns;
+}
+
+/* A call returned: its duration goes to the function's histogram, and
+ * rtnl_lock's, being the wait for the RTNL mutex, to the message's. */
+static __always_inline void node_done(struct nlt_thread *t, __u32 func, __u64 ns)
+{
+	struct nlt_hist_key key = {};
+
+	if (!tree_wanted(t))
+		return;
+	key.kind = NLT_HIST_FUNCTION;
+	key.func = func;
+	hist_add(&key, ns);
+	if (func != NLT_FN_rtnl_lock)
+		return;
+	key.kind = NLT_HIST_RTNL;
+	key.func = 0;
+	message_key(&key, t);
+	hist_add(&key, ns);
+}
+
+/* The root returned: a sent message's whole time, by message and by process. */
+static __always_inline void tree_done(struct nlt_thread *t)
+{
+	struct nlt_hist_key key = {};
+	struct nlt_node *root = &t->rec.nodes[0];
+
+	if (!t->rec.nr_nodes || root->func != NLT_FN_netlink_sendmsg || !root->end_ns ||
+	    !tree_wanted(t))
+		return;
+	key.kind = NLT_HIST_MESSAGE;
+	message_key(&key, t);
+	hist_add(&key, root->end_ns - root->start_ns);
+	__builtin_memset(&key, 0, sizeof(key));
+	key.kind = NLT_HIST_PROCESS;
+	__builtin_memcpy(key.name, t->rec.comm, sizeof(key.name));
+	hist_add(&key, root->end_ns - root->start_ns);
+}
+#else
+static __always_inline void node_done(struct nlt_thread *t, __u32 func, __u64 ns) {}
+
+/* The root returned: the whole tree goes to user space as one record. */
+static __always_inline void tree_done(struct nlt_thread *t)
 {
 	__u32 n = t->rec.nr_nodes;
 	__u64 size;
@@ -108,13 +226,20 @@ static __always_inline void emit(struct nlt_thread *t)
 	if (events_output(&t->rec, size) < 0)
 		count(NLT_CNT_LOST);
 }
+#endif
 
 static __always_inline void start_tree(struct nlt_thread *t, __u64 pid_tgid)
 {
 	__u64 want = config_get(NLT_CFG_PID);
+	__u64 comm_lo = config_get(NLT_CFG_COMM_LO), comm_hi = config_get(NLT_CFG_COMM_HI);
+	__u64 comm[2] = {};
 
 	t->depth = 0;
 	t->skip = want && want != (pid_tgid >> 32);
+	if (!t->skip && (comm_lo || comm_hi)) {
+		bpf_get_current_comm(comm, sizeof(comm));
+		t->skip = comm[0] != comm_lo || comm[1] != comm_hi;
+	}
 	if (t->skip)
 		return;
 	t->rec.ts_ns = bpf_ktime_get_ns();
@@ -171,7 +296,7 @@ static __always_inline struct nlt_thread *enter(__u32 func, int may_root)
 		 * (kretprobe instances exhausted). Close the stale tree. */
 		if (!t->skip) {
 			t->rec.flags |= NLT_REC_INCOMPLETE;
-			emit(t);
+			tree_done(t);
 		}
 		start_tree(t, pid_tgid);
 	}
@@ -213,6 +338,7 @@ static __always_inline void leave(struct pt_regs *ctx, __u32 func)
 				t->rec.nodes[idx].end_ns = bpf_ktime_get_ns();
 				/* every catalogue function returns int (or void) */
 				t->rec.nodes[idx].ret = (int)PT_REGS_RC(ctx);
+				node_done(t, func, t->rec.nodes[idx].end_ns - t->rec.nodes[idx].start_ns);
 			} else {
 				/* The return of an inner call was missed. */
 				t->rec.flags |= NLT_REC_INCOMPLETE;
@@ -221,7 +347,7 @@ static __always_inline void leave(struct pt_regs *ctx, __u32 func)
 	}
 	t->depth = d;
 	if (!d && !t->skip)
-		emit(t);
+		tree_done(t);
 }
 
 static __always_inline void capture_protocol(struct nlt_thread *t, void *sk)
@@ -409,6 +535,7 @@ NLT_PLAIN_PROBES(genl_rcv_msg)
 NLT_PLAIN_PROBES(netlink_dump)
 NLT_PLAIN_PROBES(netlink_sendskb)
 NLT_PLAIN_PROBES(__netlink_sendskb)
+NLT_PLAIN_PROBES(rtnl_lock)
 
 /* Not a tree node: when a netlink skb is freed while a netlink_recvmsg tree
  * is open, it is the message that recvmsg just copied to the reader. */

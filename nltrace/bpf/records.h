@@ -34,7 +34,8 @@ enum nlt_func {
 	NLT_FN_netlink_sendskb = 14,
 	NLT_FN___netlink_sendskb = 15,
 	NLT_FN_netlink_ack = 16,
-	NLT_FN_MAX = 17,
+	NLT_FN_rtnl_lock = 17,
+	NLT_FN_MAX = 18,
 };
 
 /* nlt_record.flags */
@@ -46,7 +47,12 @@ enum nlt_config {
 	NLT_CFG_PID = 0,             /* trace only this tgid (0: all) */
 	NLT_CFG_RTNL_HANDLERS = 1,   /* address of rtnl_msg_handlers (0: unknown) */
 	NLT_CFG_SKIP_RECV = 2,       /* do not start trees at netlink_recvmsg */
-	NLT_CFG_MAX = 3,
+	NLT_CFG_COMM_LO = 3,         /* trace only this comm: its first 8 bytes ... */
+	NLT_CFG_COMM_HI = 4,         /* ... and its last 8 (both 0: all) */
+	NLT_CFG_PROTOCOL = 5,        /* latency: only this protocol + 1 (0: all) */
+	NLT_CFG_TYPE = 6,            /* latency: only this nlmsg_type + 1 (0: all) */
+	NLT_CFG_CMD = 7,             /* latency: only this genl cmd + 1 (0: all) */
+	NLT_CFG_MAX = 8,
 };
 
 /* Indexes of the per-CPU counter array. */
@@ -87,4 +93,27 @@ struct nlt_record {
 	char extack[NLT_EXTACK_LEN];
 	__u8 msg[NLT_MSG_CAPTURE];
 	struct nlt_node nodes[NLT_MAX_NODES];
+};
+
+/* nltrace latency: log2 histograms kept in a per-CPU hash, keyed by what
+ * they group. Bucket slot k counts durations in [2^k, 2^(k+1)) ns; the entry
+ * with slot NLT_SLOT_MAX holds the largest duration instead of a count. */
+#define NLT_HIST_SLOTS 64
+#define NLT_SLOT_MAX 0xffff
+
+enum nlt_hist_kind {
+	NLT_HIST_FUNCTION = 1,       /* each catalogue function's duration */
+	NLT_HIST_MESSAGE = 2,        /* a sent message: its whole netlink_sendmsg */
+	NLT_HIST_PROCESS = 3,        /* the same, by the sender's comm */
+	NLT_HIST_RTNL = 4,           /* rtnl_lock(): the wait for the RTNL mutex, by message */
+};
+
+struct nlt_hist_key {
+	__u32 kind;
+	__u32 slot;
+	__u32 func;                  /* FUNCTION */
+	__u16 protocol;              /* MESSAGE, RTNL */
+	__u16 type;                  /* MESSAGE, RTNL: nlmsg_type */
+	__u32 cmd;                   /* MESSAGE, RTNL: genl command */
+	char name[NLT_COMM_LEN];     /* PROCESS: comm; MESSAGE, RTNL: genl family */
 };

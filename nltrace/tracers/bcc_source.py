@@ -36,22 +36,34 @@ def _layout_cflags():
 class BccSource:
     """Compile, attach, and yield raw records until stop() or close()."""
 
-    def __init__(self, symbols, pid=None, skip_recv=False):
-        """symbols: catalogue name -> kernel symbol or None (features.probe())."""
+    def __init__(self, symbols, pid=None, comm=None, skip_recv=False, latency=None):
+        """symbols: catalogue name -> kernel symbol or None (features.probe()).
+        latency: None for flow (a record per tree), or the kernel-side filters
+        of nltrace latency as {"protocol": n, "type": n, "cmd": n} (None: any)."""
         from bcc import BPF  # imported here so that doctor and --input work without BCC
 
+        mode = [] if latency is None else ["-DNLT_LATENCY"]
         self.bpf = BPF(src_file=str(BPF_DIR / "flow.bpf.c").encode(),
-                       cflags=["-DNLT_BCC", f"-I{BPF_DIR}"] + _layout_cflags())
+                       cflags=["-DNLT_BCC", f"-I{BPF_DIR}"] + _layout_cflags() + mode)
+        settings = {records.C.NLT_CFG_PID: pid or 0, records.C.NLT_CFG_SKIP_RECV: int(skip_recv)}
+        if comm:
+            raw = comm.encode()[:15].ljust(16, b"\0")
+            settings[records.C.NLT_CFG_COMM_LO] = int.from_bytes(raw[:8], sys.byteorder)
+            settings[records.C.NLT_CFG_COMM_HI] = int.from_bytes(raw[8:], sys.byteorder)
+        for name, value in (latency or {}).items():
+            if value is not None:   # stored + 1, so that 0 means "any"
+                settings[getattr(records.C, f"NLT_CFG_{name.upper()}")] = value + 1
         config = self.bpf["config"]
-        config[ctypes.c_int(records.C.NLT_CFG_PID)] = ctypes.c_ulonglong(pid or 0)
-        config[ctypes.c_int(records.C.NLT_CFG_SKIP_RECV)] = ctypes.c_ulonglong(1 if skip_recv else 0)
+        for index, value in settings.items():
+            config[ctypes.c_int(index)] = ctypes.c_ulonglong(value)
         # rtnetlink's dispatch table, to name the handler of each message.
         handlers = kallsyms_address("rtnl_msg_handlers")
         config[ctypes.c_int(records.C.NLT_CFG_RTNL_HANDLERS)] = ctypes.c_ulonglong(handlers)
 
         self._pending = deque()
         self._symbols = {}
-        self.bpf["events"].open_ring_buffer(self._on_record)
+        if latency is None:
+            self.bpf["events"].open_ring_buffer(self._on_record)
         try:
             self.attached, self.missing = self._attach(symbols)
         except BaseException:   # AttachError, or Ctrl-C/SIGTERM halfway: detach what was attached
@@ -112,6 +124,22 @@ class BccSource:
         names = {records.C.NLT_CNT_LOST: "lost", records.C.NLT_CNT_TRUNCATED: "truncated",
                  records.C.NLT_CNT_INCOMPLETE: "incomplete"}
         return {name: sum(table[ctypes.c_int(i)]) for i, name in names.items()}
+
+    def read_histograms(self):
+        """({raw key: cumulative count}, {raw key: max ns since the last read}),
+        summed over CPUs. A raw key is (kind, slot, func, protocol, type, cmd, name);
+        the max entries are cleared as they are read, so each max covers one interval."""
+        counts, maxima = {}, {}
+        table = self.bpf["hists"]
+        for key, per_cpu in table.items():
+            raw = (key.kind, key.slot, key.func, key.protocol, key.type, key.cmd,
+                   key.name.decode("utf-8", "replace"))
+            if key.slot == records.C.NLT_SLOT_MAX:
+                maxima[raw] = max(per_cpu)
+                del table[key]
+            else:
+                counts[raw] = sum(per_cpu)
+        return counts, maxima
 
     def drain(self):
         """Records already in the ring buffer, read without waiting."""

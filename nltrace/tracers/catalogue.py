@@ -39,6 +39,7 @@ ROLES = {
     "netlink_sendskb": ("queues an skb on a user socket", False),
     "__netlink_sendskb": ("queues an skb on a user socket (dumps, broadcasts)", False),
     "netlink_ack": ("the ack or error sent back; reads the errno", True, True),
+    "rtnl_lock": ("takes the RTNL mutex: its duration is the wait for RTNL", False, True),
 }
 
 TREE_FUNCTIONS = tuple(

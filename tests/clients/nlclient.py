@@ -120,6 +120,12 @@ def getfamily(args):
         request(sock, msg, GENL_ID_CTRL, NLM_F_REQUEST | args.flags, args.seq + i)
 
 
+def mix(args):
+    """N RTM_GETLINK for ifindex 1, then M CTRL_CMD_GETFAMILY for nlctrl."""
+    for fn, count, extra in ((getlink, args.getlink, {"index": 1}), (getfamily, args.getfamily, {"name": "nlctrl"})):
+        fn(argparse.Namespace(count=count, seq=args.seq, flags=args.flags, **extra))
+
+
 def usersock_recv(args):
     sock = open_socket(NETLINK_USERSOCK, args.port)
     print(json.dumps({"pid": os.getpid(), "ready": True}), flush=True)
@@ -147,6 +153,7 @@ def main():
     parser.add_argument("--count", type=int, default=1)
     parser.add_argument("--seq", type=int, default=1000)
     parser.add_argument("--flags", type=lambda s: int(s, 0), default=0, help="extra NLM_F_* bits")
+    parser.add_argument("--comm", help="set this process's command name first")
     parser.add_argument("--wait", action="store_true", help="read a line from stdin before sending, "
                         "so a tracer can be started for this pid first")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -154,6 +161,10 @@ def main():
         p = sub.add_parser(name)
         p.add_argument("--index", type=int, required=True)
         p.set_defaults(fn=fn)
+    p = sub.add_parser("mix")
+    p.add_argument("--getlink", type=int, required=True)
+    p.add_argument("--getfamily", type=int, required=True)
+    p.set_defaults(fn=mix)
     p = sub.add_parser("getfamily")
     p.add_argument("--name", required=True)
     p.set_defaults(fn=getfamily)
@@ -162,6 +173,9 @@ def main():
         p.add_argument("--port", type=int, required=True)
         p.set_defaults(fn=fn)
     args = parser.parse_args()
+    if args.comm:
+        with open("/proc/self/comm", "w") as f:
+            f.write(args.comm)
     if args.wait:
         sys.stdin.readline()
     args.fn(args)

@@ -1,6 +1,7 @@
 """Real-kernel tests: they run inside the test VM (make test-vm), never on a
-kernel without kprobes. One `nltrace flow --json` serves the whole session,
-started once because a BCC compile costs tens of seconds under emulation.
+kernel without kprobes. One `nltrace flow --json` serves a whole module,
+started once because a BCC compile costs tens of seconds under emulation;
+no two nltrace instances run at once.
 
 The pattern is pwru's: start the tool, wait for its "Tracing" line, run a
 workload, then collect that workload's trees. A marker request sent after
@@ -27,9 +28,12 @@ TREE_WAIT_S = 120
 
 
 class Tracer:
-    def __init__(self, *args):
+    """`nltrace <command> --json ARGS`, its JSON lines collected in .trees
+    (trees for flow, interval reports for latency)."""
+
+    def __init__(self, *args, command="flow"):
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "nltrace", "flow", "--json", *args],
+        self.proc = subprocess.Popen([sys.executable, "-m", "nltrace", command, "--json", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      cwd=ROOT, env=env)
         self.trees, self.stderr = [], []
@@ -86,7 +90,7 @@ class Tracer:
         self.proc.wait(timeout=TREE_WAIT_S)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tracer():
     if not os.path.isdir("/sys/bus/event_source/devices/kprobe"):
         # Never a silent pass or skip off a real kernel: these tests fail.
@@ -102,10 +106,3 @@ def tracer():
     with open("/sys/kernel/tracing/kprobe_events") as f:
         leftovers = [line for line in f if "netlink" in line]
     assert leftovers == [], leftovers
-
-
-@pytest.fixture(scope="session")
-def catalogue_missing():
-    """Catalogue functions this kernel cannot trace (e.g. inlined)."""
-    from nltrace.tracers import features
-    return {name for name, symbol in features.probe().symbols.items() if not symbol}

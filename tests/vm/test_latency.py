@@ -1,0 +1,77 @@
+"""nltrace latency on a real kernel: exact counts for a known workload, and
+the RTNL wait under contention made on purpose."""
+
+import json
+import subprocess
+import sys
+
+from conftest import CLIENT, Tracer
+
+
+def client(*args):
+    return [sys.executable, CLIENT, *args]
+
+
+def run_latency_report(tracer):
+    """Stop the tool and return its one report (no -i: it prints at the end)."""
+    tracer.stop()
+    assert tracer.proc.returncode == 0, tracer.stderr
+    (report,) = tracer.trees
+    return report
+
+
+def check_histogram(h):
+    assert h["unit"] in ("ns", "us", "ms")
+    assert sum(b["count"] for b in h["buckets"]) == h["count"]
+    assert all(b["low"] <= b["high"] for b in h["buckets"])
+    assert h["p50"] <= h["p90"] <= h["p99"] <= h["max"]
+    assert h["max"] <= h["buckets"][-1]["high"]
+
+
+def test_exact_counts_per_message_for_one_pid():
+    n_getlink, n_getfamily = 7, 4
+    waiting = subprocess.Popen(client("--wait", "mix", "--getlink", str(n_getlink),
+                                      "--getfamily", str(n_getfamily)),
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    latency = Tracer("-p", str(waiting.pid), "--by", "message", command="latency")
+    busy = [subprocess.run(["ip", "link", "show", "lo"], capture_output=True) for _ in range(3)]
+    out, _ = waiting.communicate("go\n", timeout=300)
+    assert len(out.splitlines()) == n_getlink + n_getfamily
+    report = run_latency_report(latency)
+    assert report["by"] == "message"
+    counts = {h["key"]: h["count"] for h in report["histograms"]}
+    # exactly what this pid sent; the `ip` commands around it are filtered out
+    assert counts == {"RTM_GETLINK": n_getlink, "nlctrl/CTRL_CMD_GETFAMILY": n_getfamily}
+    assert all(b.returncode == 0 for b in busy)
+    for h in report["histograms"]:
+        check_histogram(h)
+
+
+def test_rtnl_wait_rises_under_contention():
+    """Baseline: RTM_GETSTATS alone. Then RTM_GETLINK while a loop adds and
+    deletes dummy links, holding RTNL. Both take rtnl_lock in their doit; the
+    contended ones must wait longer than any baseline wait."""
+    count = 30
+    latency = Tracer("-c", "nlrtnl", "--by", "rtnl", command="latency")
+    base = subprocess.run(client("--comm", "nlrtnl", "--count", str(count), "getstats", "--index", "1"),
+                          capture_output=True, text=True)
+    assert base.returncode == 0, base.stderr
+    hog = subprocess.Popen(["bash", "-c", "while :; do ip link add nlhog type dummy; ip link del nlhog; done"])
+    try:
+        contended = subprocess.run(client("--comm", "nlrtnl", "--count", str(count), "getlink", "--index", "1"),
+                                   capture_output=True, text=True)
+    finally:
+        hog.kill()
+        hog.wait()
+        subprocess.run(["ip", "link", "del", "nlhog"], capture_output=True)
+    assert contended.returncode == 0, contended.stderr
+    report = run_latency_report(latency)
+    waits = {h["key"]: h for h in report["histograms"]}
+    assert report["by"] == "rtnl"
+    assert waits["RTM_GETSTATS"]["count"] == count
+    assert waits["RTM_GETLINK"]["count"] == count
+    for h in waits.values():
+        check_histogram(h)
+    baseline_top = max(b["high"] for b in waits["RTM_GETSTATS"]["buckets"])
+    above = sum(b["count"] for b in waits["RTM_GETLINK"]["buckets"] if b["low"] > baseline_top)
+    assert above > 0, json.dumps(waits)
