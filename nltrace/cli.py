@@ -282,13 +282,16 @@ def resolve_type(msg_type, protocol):
 
 def genl_family_id(name):
     """The id the running kernel gave a generic netlink family."""
-    from pyroute2.netlink import NetlinkError
+    from pyroute2.netlink import NetlinkError, genlmsg
     from pyroute2.netlink.generic import GenericNetlinkSocket
+    sock = GenericNetlinkSocket()
     try:
-        with GenericNetlinkSocket() as sock:
-            return sock.get_protocol_id(name)
+        sock.bind(name, genlmsg)   # resolves the family through CTRL_CMD_GETFAMILY
+        return sock.prid
     except (NetlinkError, OSError):
         fail(f"no generic netlink family {name!r} on this kernel")
+    finally:
+        sock.close()
 
 
 @main.command()

@@ -92,3 +92,16 @@ def test_corrupt_streams_are_reported(recorded_stream, tmp_path, damage, message
 def test_missing_input_file():
     out = nltrace("flow", "--input", "/nonexistent/capture")
     assert out.returncode == 1 and b"cannot read" in out.stderr and b"Traceback" not in out.stderr
+
+
+def test_latency_type_resolution():
+    from nltrace.cli import resolve_type
+    # nlctrl's id is fixed (GENL_ID_CTRL); the lookup asks this machine's kernel
+    assert resolve_type("nlctrl/CTRL_CMD_GETFAMILY", None) == {"protocol": 16, "type": 16, "cmd": 3}
+    assert resolve_type("RTM_GETLINK", None) == {"protocol": 0, "type": 18, "cmd": None}
+    assert resolve_type("18", "route") == {"protocol": 0, "type": 18, "cmd": None}
+    for args, message in ((["--type", "nosuchfamily/1"], b"no generic netlink family"),
+                          (["--type", "nlctrl/NOPE"], b"unknown command"),
+                          (["--protocol", "FOO"], b"unknown protocol")):
+        out = nltrace("latency", *args)
+        assert out.returncode == 1 and message in out.stderr and b"Traceback" not in out.stderr
