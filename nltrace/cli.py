@@ -90,7 +90,7 @@ class StreamSource:
             self.file.close()
 
 
-def open_live_source(pid=None, comm=None, skip_recv=False, latency=None):
+def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_demand=()):
     """Check the kernel, then compile and attach (BccSource's arguments).
     Exits with a plain message (never a traceback) when this kernel or
     process cannot trace."""
@@ -103,7 +103,8 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None):
     from nltrace.tracers.bcc_source import AttachError, BccSource
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        source = BccSource(report.symbols, pid=pid, comm=comm, skip_recv=skip_recv, latency=latency)
+        source = BccSource(report.symbols, pid=pid, comm=comm, skip_recv=skip_recv, latency=latency,
+                           on_demand=on_demand)
     except (KeyboardInterrupt, Stop):
         fail("interrupted before tracing began; nothing is left attached", code=130)
     except AttachError as e:
@@ -312,7 +313,8 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json):
     """
     from nltrace.tracers.histograms import group, interval_delta, pick_unit
     want = resolve_type(msg_type, protocol)
-    source = open_live_source(pid, comm, skip_recv=by != "function", latency=want)
+    source = open_live_source(pid, comm, skip_recv=by != "function", latency=want,
+                              on_demand=("mutex_lock",) if by == "rtnl" else ())
     console = Console(highlight=False, width=80)
     signal.signal(signal.SIGTERM, _on_sigterm)
     previous = {}

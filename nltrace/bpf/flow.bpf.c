@@ -172,7 +172,7 @@ static __always_inline void hist_add(struct nlt_hist_key *key, __u64 ns)
 }
 
 /* A call returned: its duration goes to the function's histogram, and
- * rtnl_lock's, being the wait for the RTNL mutex, to the message's. */
+ * mutex_lock's (on rtnl_mutex: the wait for RTNL) to the message's. */
 static __always_inline void node_done(struct nlt_thread *t, __u32 func, __u64 ns)
 {
 	struct nlt_hist_key key = {};
@@ -182,7 +182,7 @@ static __always_inline void node_done(struct nlt_thread *t, __u32 func, __u64 ns
 	key.kind = NLT_HIST_FUNCTION;
 	key.func = func;
 	hist_add(&key, ns);
-	if (func != NLT_FN_rtnl_lock)
+	if (func != NLT_FN_mutex_lock)
 		return;
 	key.kind = NLT_HIST_RTNL;
 	key.func = 0;
@@ -535,7 +535,34 @@ NLT_PLAIN_PROBES(genl_rcv_msg)
 NLT_PLAIN_PROBES(netlink_dump)
 NLT_PLAIN_PROBES(netlink_sendskb)
 NLT_PLAIN_PROBES(__netlink_sendskb)
-NLT_PLAIN_PROBES(rtnl_lock)
+
+/* The RTNL wait. rtnl_lock() is inlined into rtnetlink_rcv_msg, so the probe
+ * sits on mutex_lock(struct mutex *) and records only calls on rtnl_mutex.
+ * mutex_lock runs everywhere: these two are attached on demand (latency --by
+ * rtnl), and the return only closes a node that is on top of the stack. */
+NLT_KPROBE(enter_mutex_lock)
+{
+	/* only inside a recorded tree, so that the return below can close it */
+	if ((__u64)NLT_ARG(1) == config_get(NLT_CFG_RTNL_MUTEX) && current_tree())
+		enter(NLT_FN_mutex_lock, 0);
+	return 0;
+}
+
+NLT_KRETPROBE(exit_mutex_lock)
+{
+	struct nlt_thread *t = current_tree();
+	__u32 d, idx;
+
+	if (!t)
+		return 0;
+	d = t->depth - 1;
+	if (d >= NLT_MAX_DEPTH)
+		return 0;
+	idx = t->stack[d];
+	if (idx < NLT_MAX_NODES && t->rec.nodes[idx].func == NLT_FN_mutex_lock)
+		leave(ctx, NLT_FN_mutex_lock);
+	return 0;
+}
 
 /* Not a tree node: when a netlink skb is freed while a netlink_recvmsg tree
  * is open, it is the message that recvmsg just copied to the reader. */

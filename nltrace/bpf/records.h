@@ -34,7 +34,7 @@ enum nlt_func {
 	NLT_FN_netlink_sendskb = 14,
 	NLT_FN___netlink_sendskb = 15,
 	NLT_FN_netlink_ack = 16,
-	NLT_FN_rtnl_lock = 17,
+	NLT_FN_mutex_lock = 17,      /* only calls that take rtnl_mutex */
 	NLT_FN_MAX = 18,
 };
 
@@ -52,7 +52,8 @@ enum nlt_config {
 	NLT_CFG_PROTOCOL = 5,        /* latency: only this protocol + 1 (0: all) */
 	NLT_CFG_TYPE = 6,            /* latency: only this nlmsg_type + 1 (0: all) */
 	NLT_CFG_CMD = 7,             /* latency: only this genl cmd + 1 (0: all) */
-	NLT_CFG_MAX = 8,
+	NLT_CFG_RTNL_MUTEX = 8,      /* address of rtnl_mutex */
+	NLT_CFG_MAX = 9,
 };
 
 /* Indexes of the per-CPU counter array. */
@@ -105,7 +106,7 @@ enum nlt_hist_kind {
 	NLT_HIST_FUNCTION = 1,       /* each catalogue function's duration */
 	NLT_HIST_MESSAGE = 2,        /* a sent message: its whole netlink_sendmsg */
 	NLT_HIST_PROCESS = 3,        /* the same, by the sender's comm */
-	NLT_HIST_RTNL = 4,           /* rtnl_lock(): the wait for the RTNL mutex, by message */
+	NLT_HIST_RTNL = 4,           /* mutex_lock(&rtnl_mutex): the wait for RTNL, by message */
 };
 
 struct nlt_hist_key {

@@ -36,16 +36,18 @@ def _layout_cflags():
 class BccSource:
     """Compile, attach, and yield raw records until stop() or close()."""
 
-    def __init__(self, symbols, pid=None, comm=None, skip_recv=False, latency=None):
+    def __init__(self, symbols, pid=None, comm=None, skip_recv=False, latency=None, on_demand=()):
         """symbols: catalogue name -> kernel symbol or None (features.probe()).
         latency: None for flow (a record per tree), or the kernel-side filters
-        of nltrace latency as {"protocol": n, "type": n, "cmd": n} (None: any)."""
+        of nltrace latency as {"protocol": n, "type": n, "cmd": n} (None: any).
+        on_demand: catalogue probes marked on_demand to attach too."""
         from bcc import BPF  # imported here so that doctor and --input work without BCC
 
         mode = [] if latency is None else ["-DNLT_LATENCY"]
         self.bpf = BPF(src_file=str(BPF_DIR / "flow.bpf.c").encode(),
                        cflags=["-DNLT_BCC", f"-I{BPF_DIR}"] + _layout_cflags() + mode)
-        settings = {records.C.NLT_CFG_PID: pid or 0, records.C.NLT_CFG_SKIP_RECV: int(skip_recv)}
+        settings = {records.C.NLT_CFG_PID: pid or 0, records.C.NLT_CFG_SKIP_RECV: int(skip_recv),
+                    records.C.NLT_CFG_RTNL_MUTEX: kallsyms_address("rtnl_mutex")}
         if comm:
             raw = comm.encode()[:15].ljust(16, b"\0")
             settings[records.C.NLT_CFG_COMM_LO] = int.from_bytes(raw[:8], sys.byteorder)
@@ -65,15 +67,17 @@ class BccSource:
         if latency is None:
             self.bpf["events"].open_ring_buffer(self._on_record)
         try:
-            self.attached, self.missing = self._attach(symbols)
+            self.attached, self.missing = self._attach(symbols, set(on_demand))
         except BaseException:   # AttachError, or Ctrl-C/SIGTERM halfway: detach what was attached
             self.bpf.cleanup()
             raise
 
-    def _attach(self, symbols):
+    def _attach(self, symbols, on_demand):
         attached, missing = [], {}
         entries = []
         for probe in CATALOGUE:
+            if probe.on_demand and probe.name not in on_demand:
+                continue
             symbol = symbols.get(probe.name)
             if not symbol:
                 missing[probe.name] = "not traceable on this kernel (absent or inlined)"

@@ -19,6 +19,7 @@ class Probe:
     role: str
     reads_args: bool     # reads arguments, so a compiler-altered variant (.isra) won't do
     returns_void: bool = False
+    on_demand: bool = False   # attached only when asked for (it fires kernel-wide)
 
 
 # name -> (role, reads_args[, returns_void])
@@ -39,11 +40,14 @@ ROLES = {
     "netlink_sendskb": ("queues an skb on a user socket", False),
     "__netlink_sendskb": ("queues an skb on a user socket (dumps, broadcasts)", False),
     "netlink_ack": ("the ack or error sent back; reads the errno", True, True),
-    "rtnl_lock": ("takes the RTNL mutex: its duration is the wait for RTNL", False, True),
+    "mutex_lock": ("on rtnl_mutex only: the wait for RTNL; attached only for latency --by rtnl "
+                   "(rtnl_lock is inlined into rtnetlink_rcv_msg)", True),
 }
 
+ON_DEMAND = {"mutex_lock"}
+
 TREE_FUNCTIONS = tuple(
-    Probe(name, "function", (f"enter_{name}", f"exit_{name}"), *ROLES[name])
+    Probe(name, "function", (f"enter_{name}", f"exit_{name}"), *ROLES[name], on_demand=name in ON_DEMAND)
     for _, name in sorted(FUNC_NAMES.items())
 )
 

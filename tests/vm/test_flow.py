@@ -56,9 +56,8 @@ def to_kernel(input_fn, *rcv_skb_children):
         input_fn, N("netlink_rcv_skb", *rcv_skb_children)))))
 
 
-# A doit runs under the RTNL mutex: rtnl_lock's duration is the wait for it.
-RTNL_GET_REPLY = to_kernel("rtnetlink_rcv", N("rtnetlink_rcv_msg", N("rtnl_lock?"), TO_USER))
-RTNL_GET_ERROR = to_kernel("rtnetlink_rcv", N("rtnetlink_rcv_msg", N("rtnl_lock?")), ACK)
+RTNL_GET_REPLY = to_kernel("rtnetlink_rcv", N("rtnetlink_rcv_msg", TO_USER))
+RTNL_GET_ERROR = to_kernel("rtnetlink_rcv", N("rtnetlink_rcv_msg"), ACK)
 RTNL_DUMP = to_kernel("rtnetlink_rcv", N("rtnetlink_rcv_msg", N("netlink_dump", N("__netlink_sendskb"))))
 GENL_DOIT_REPLY = to_kernel("genl_rcv", N("genl_rcv_msg", N("genl_family_rcv_msg_doit", TO_USER)))
 USER_TO_USER = N("netlink_sendmsg", TO_USER)

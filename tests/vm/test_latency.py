@@ -49,7 +49,7 @@ def test_exact_counts_per_message_for_one_pid():
 
 def test_rtnl_wait_rises_under_contention():
     """Baseline: RTM_GETSTATS alone. Then RTM_GETLINK while a loop adds and
-    deletes dummy links, holding RTNL. Both take rtnl_lock in their doit; the
+    deletes dummy links, holding RTNL. Both take RTNL in their doit; the
     contended ones must wait longer than any baseline wait."""
     count = 30
     latency = Tracer("-c", "nlrtnl", "--by", "rtnl", command="latency")
@@ -68,6 +68,7 @@ def test_rtnl_wait_rises_under_contention():
     report = run_latency_report(latency)
     waits = {h["key"]: h for h in report["histograms"]}
     assert report["by"] == "rtnl"
+    assert {"RTM_GETSTATS", "RTM_GETLINK"} <= set(waits), (json.dumps(report), base.stdout[-300:])
     assert waits["RTM_GETSTATS"]["count"] == count
     assert waits["RTM_GETLINK"]["count"] == count
     for h in waits.values():
