@@ -1,4 +1,4 @@
-"""The command line: nltrace flow | record | doctor."""
+"""The command line: nltrace flow | latency | record | doctor."""
 
 import json
 import signal
@@ -14,6 +14,7 @@ from nltrace.tracers import features, records
 from nltrace.tracers.stream import COUNTERS, RECORD, SYMBOLS, StreamError, StreamWriter, read_frames
 from nltrace.tracers.trees import assemble
 from nltrace.views import json_line, render_histograms, render_tree
+
 
 class Stop(Exception):
     """SIGTERM, handled like Ctrl-C."""
@@ -200,7 +201,7 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
             sys.stdout.flush()
         else:
             t0 = tree["ts_ns"] if t0 is None else t0
-            out.print(render_tree(tree, t0))
+            out.print(render_tree(tree, t0), crop=False)
 
     try:
         drive(source, on_record, duration)

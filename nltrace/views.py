@@ -2,6 +2,7 @@
 
 import json
 
+from rich.console import Group
 from rich.markup import escape
 from rich.text import Text
 from rich.tree import Tree
@@ -46,7 +47,7 @@ def _node_label(node):
 
 def render_tree(tree, t0_ns):
     """A rich renderable for one tree. t0_ns: timestamp shown as +0."""
-    head = Text()
+    head = Text(no_wrap=True, overflow="ignore")   # a long head line is kept whole
     head.append(f"+{(tree['ts_ns'] - t0_ns) / 1e9:.6f}s ", style="dim")
     head.append(f"{tree['comm']}[{tree['pid']}/{tree['tid']}] ", style="green")
     head.append(f"{tree['protocol'] or '?'} ", style="magenta")
@@ -61,10 +62,12 @@ def render_tree(tree, t0_ns):
     if tree["truncated"] or tree["incomplete"]:
         head.append("  (" + ", ".join(k for k in ("truncated", "incomplete") if tree[k]) + ")",
                     style="yellow")
-    root = Tree(head)
-    if tree["root"]:
-        _add(root.add(_node_label(tree["root"])), tree["root"]["children"])
-    return root
+    if not tree["root"]:
+        return head
+    # The head line is printed outside the Tree, which would crop it to the width.
+    nodes = Tree(_node_label(tree["root"]))
+    _add(nodes, tree["root"]["children"])
+    return Group(head, nodes)
 
 
 def _add(parent, children):
