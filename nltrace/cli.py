@@ -83,6 +83,9 @@ class StreamSource:
     def symbolize(self, addr):
         return self._symbols.get(addr)
 
+    def drain(self):
+        return ()   # records() already read to the end
+
     def counters(self):
         return self._counters
 
@@ -134,9 +137,8 @@ def drive(source, on_record, duration):
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if hasattr(source, "drain"):
-        for raw in source.drain():
-            on_record(raw)
+    for raw in source.drain():
+        on_record(raw)
 
 
 FILTER_OPTIONS = (

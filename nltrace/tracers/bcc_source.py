@@ -8,7 +8,7 @@ from importlib import resources
 
 from nltrace.tracers import records
 from nltrace.tracers.catalogue import CATALOGUE
-from nltrace.tracers.features import kallsyms_address
+from nltrace.tracers.features import kallsyms_addresses
 from nltrace.tracers.layout import LayoutError, layout_cflags, read_layout
 
 BPF_DIR = resources.files("nltrace") / "bpf"
@@ -46,8 +46,11 @@ class BccSource:
         mode = [] if latency is None else ["-DNLT_LATENCY"]
         self.bpf = BPF(src_file=str(BPF_DIR / "flow.bpf.c").encode(),
                        cflags=["-DNLT_BCC", f"-I{BPF_DIR}"] + _layout_cflags() + mode)
+        # rtnetlink's dispatch table (to name handlers) and the RTNL mutex
+        symbols_at = kallsyms_addresses("rtnl_msg_handlers", "rtnl_mutex")
         settings = {records.C.NLT_CFG_PID: pid or 0, records.C.NLT_CFG_SKIP_RECV: int(skip_recv),
-                    records.C.NLT_CFG_RTNL_MUTEX: kallsyms_address("rtnl_mutex")}
+                    records.C.NLT_CFG_RTNL_HANDLERS: symbols_at["rtnl_msg_handlers"],
+                    records.C.NLT_CFG_RTNL_MUTEX: symbols_at["rtnl_mutex"]}
         if comm:
             raw = comm.encode()[:15].ljust(16, b"\0")
             settings[records.C.NLT_CFG_COMM_LO] = int.from_bytes(raw[:8], sys.byteorder)
@@ -58,9 +61,6 @@ class BccSource:
         config = self.bpf["config"]
         for index, value in settings.items():
             config[ctypes.c_int(index)] = ctypes.c_ulonglong(value)
-        # rtnetlink's dispatch table, to name the handler of each message.
-        handlers = kallsyms_address("rtnl_msg_handlers")
-        config[ctypes.c_int(records.C.NLT_CFG_RTNL_HANDLERS)] = ctypes.c_ulonglong(handlers)
 
         self._pending = deque()
         self._symbols = {}

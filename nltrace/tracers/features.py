@@ -71,13 +71,15 @@ def kernel_symbols():
     return names
 
 
-def kallsyms_address(name):
-    """Address of a kernel symbol of any type (data too), or 0."""
+def kallsyms_addresses(*names):
+    """{name: address} of kernel symbols of any type (data too), 0 when
+    absent, in one read of /proc/kallsyms."""
+    found = dict.fromkeys(names, 0)
     for line in (_read("/proc/kallsyms") or "").splitlines():
         parts = line.split()
-        if len(parts) >= 3 and parts[2] == name:
-            return int(parts[0], 16)
-    return 0
+        if len(parts) >= 3 and parts[2] in found and not found[parts[2]]:
+            found[parts[2]] = int(parts[0], 16)
+    return found
 
 
 def traceable_functions(tracefs):
