@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from nltrace.tracers import features, records
-from nltrace.tracers.stream import COUNTERS, RECORD, SYMBOLS, StreamError, StreamWriter, read_frames
+from nltrace.tracers.stream import (COUNTERS, HISTOGRAMS, RECORD, SYMBOLS, StreamError, StreamWriter,
+                                    read_frames)
 from nltrace.tracers.trees import assemble
 from nltrace.views import json_line, render_histograms, render_tree
 
@@ -62,23 +63,32 @@ class Filters:
 
 
 class StreamSource:
-    """Records read back from an nltrace stream (a file, or - for stdin)."""
+    """Records or histograms read back from an nltrace stream (a file, or -
+    for stdin), written by `nltrace record` or nltrace-agent."""
 
     def __init__(self, path):
         self.file = sys.stdin.buffer if path == "-" else open(path, "rb")
         self.frames = read_frames(self.file)
         _, self.meta = next(self.frames)
+        self.mode = self.meta.get("mode", "flow")
         self._symbols = {}
         self._counters = {}
 
-    def records(self):
+    def _payloads(self, wanted):
         for kind, payload in self.frames:
-            if kind == RECORD:
+            if kind == wanted:
                 yield payload
             elif kind == SYMBOLS:
                 self._symbols.update({int(a, 16): n for a, n in payload.items()})
             elif kind == COUNTERS:
                 self._counters = payload
+
+    def records(self):
+        return self._payloads(RECORD)
+
+    def histograms(self):
+        """(ts_ns, {raw key: cumulative count}, {raw key: max ns}) per HISTOGRAMS frame."""
+        return self._payloads(HISTOGRAMS)
 
     def symbolize(self, addr):
         return self._symbols.get(addr)
@@ -92,6 +102,19 @@ class StreamSource:
     def close(self):
         if self.file is not sys.stdin.buffer:
             self.file.close()
+
+
+def open_stream(path, command):
+    """A StreamSource for `command --input path`, or a plain message and exit 1."""
+    try:
+        source = StreamSource(path)
+    except OSError as e:
+        fail(f"cannot read {path}: {e.strerror}")
+    except StreamError as e:
+        fail(f"{path}: {e}")
+    if source.mode != command:
+        fail(f"{path} holds a {source.mode} stream: read it with nltrace {source.mode} --input")
+    return source
 
 
 def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_demand=()):
@@ -174,12 +197,7 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
     """Live call trees, one per netlink message."""
     filters = Filters(pid, comm, protocol, msg_type, errors_only, no_recv)
     if input_path:
-        try:
-            source = StreamSource(input_path)
-        except OSError as e:
-            fail(f"cannot read {input_path}: {e.strerror}")
-        except StreamError as e:
-            fail(f"{input_path}: {e}")
+        source = open_stream(input_path, "flow")
     else:
         source = open_live_source(pid, comm, no_recv)
 
@@ -305,33 +323,29 @@ def genl_family_id(name):
               "family/cmd), process (comm), or the RTNL lock wait per message type.")
 @click.option("-i", "--interval", type=float, help="Print every this many seconds (each shows that interval).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per interval.")
-def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json):
+@click.option("--input", "input_path", metavar="FILE|-",
+              help="Render the histograms of a recorded stream (nltrace-agent --latency) instead of tracing.")
+def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, input_path):
     """Latency histograms, aggregated in the kernel.
 
     log2 histograms of how long the kernel spent: per traced function, per sent
     message (its whole netlink_sendmsg), per process, or waiting for the RTNL
     lock. p50/p90/p99 are estimates from the log2 buckets (interpolated inside
     the bucket, never above the exact max); count and max are exact. Without
-    -i it prints once, at the end (Ctrl-C or -d).
+    -i it prints once, at the end (Ctrl-C or -d). With --input, each
+    histograms frame of the stream is one interval.
     """
     from nltrace.tracers.histograms import group, interval_delta, pick_unit
-    want = resolve_type(msg_type, protocol)
-    source = open_live_source(pid, comm, skip_recv=by != "function", latency=want,
-                              on_demand=("mutex_lock",) if by == "rtnl" else ())
     console = Console(highlight=False, width=80)
-    signal.signal(signal.SIGTERM, _on_sigterm)
     previous = {}
-    started = time.monotonic()
-    deadline = started + duration if duration else None
 
-    def report():
+    def report(ts_ns, counts, maxima):
         nonlocal previous
-        counts, maxima = source.read_histograms()
         histograms = group(interval_delta(counts, previous), maxima, by)
         previous = counts
         unit = pick_unit(histograms)
         if as_json:
-            sys.stdout.write(json.dumps({"ts_ns": time.monotonic_ns(), "by": by,
+            sys.stdout.write(json.dumps({"ts_ns": ts_ns, "by": by,
                                          "histograms": [h.to_json(unit) for h in histograms]},
                                         separators=(",", ":")) + "\n")
             sys.stdout.flush()
@@ -340,20 +354,76 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json):
             for part in render_histograms(histograms, unit, by, title):
                 console.print(part)
 
+    if input_path:
+        if pid or comm or protocol or msg_type or duration or interval:
+            fail("with --input, filters and timing were the agent's to apply "
+                 "(nltrace-agent --latency -p/-c/-i/-d)")
+        source = open_stream(input_path, "latency")
+        try:
+            for ts_ns, counts, maxima in source.histograms():
+                report(ts_ns, counts, maxima)
+        except StreamError as e:
+            fail(f"{input_path}: {e}")
+        source.close()
+        return
+
+    want = resolve_type(msg_type, protocol)
+    source = open_live_source(pid, comm, skip_recv=by != "function", latency=want,
+                              on_demand=("mutex_lock",) if by == "rtnl" else ())
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    started = time.monotonic()
+    deadline = started + duration if duration else None
     next_report = started + interval if interval else None
     try:
         while not deadline or time.monotonic() < deadline:
             wake = min(t for t in (next_report, deadline, time.monotonic() + 0.5) if t)
             time.sleep(max(wake - time.monotonic(), 0))
             if next_report and time.monotonic() >= next_report:
-                report()
+                report(time.monotonic_ns(), *source.read_histograms())
                 next_report += interval
     except (KeyboardInterrupt, Stop):
         pass
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    report()   # the last (or only) interval
+    report(time.monotonic_ns(), *source.read_histograms())   # the last (or only) interval
     source.close()
+
+
+@main.command()
+@click.option("--target", type=click.Choice(["armv6", "x86_64"]), required=True,
+              help="armv6: 32-bit ARM BMCs (ASPEED AST2500); x86_64: hosts without LLVM or Python.")
+@click.option("--vmlinux", type=click.Path(dir_okay=False),
+              help="The target kernel's vmlinux with DWARF (e.g. from its -dbg package).")
+@click.option("--btf", type=click.Path(dir_okay=False),
+              help="Instead of --vmlinux: the target kernel's BTF (its /sys/kernel/btf/vmlinux) ...")
+@click.option("--system-map", type=click.Path(dir_okay=False), help="... and its System.map (or its /proc/kallsyms).")
+@click.option("--release", help="The kernel release, when the System.map's name does not tell it.")
+@click.option("--sysroot", type=click.Path(file_okay=False),
+              help="Target libraries: Debian's libbpf-dev, libelf-dev, zlib1g-dev unpacked "
+              "(tools/arm/fetch makes one for armv6; x86_64 uses this machine's).")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
+              help="Directory to write nltrace-agent into.")
+def build(target, vmlinux, btf, system_map, release, sysroot, output):
+    """Build a static nltrace-agent for another machine's kernel.
+
+    Copy OUTPUT/nltrace-agent to the target and run it there; read what it
+    writes with `nltrace flow --input` or `nltrace latency --input`:
+
+      ssh root@bmc /tmp/nltrace-agent | nltrace flow --input -
+    """
+    from nltrace.agent.build import BuildError
+    from nltrace.agent.build import build as build_agent
+    from nltrace.agent.kernel_image import ImageError
+    if bool(vmlinux) == bool(btf) or bool(btf) != bool(system_map):
+        fail("give either --vmlinux, or --btf with --system-map")
+    try:
+        summary = build_agent(target, output, vmlinux=vmlinux, btf=btf, system_map=system_map,
+                              release=release, sysroot=sysroot, log=lambda m: click.echo(m, err=True))
+    except (BuildError, ImageError) as e:
+        fail(str(e))
+    absent = sorted(n for n, s in summary["probes"].items() if not s)
+    click.echo(f"{output}/nltrace-agent: {summary['agent_bytes']} bytes, {target}, kernel "
+               f"{summary['kernel_release']}; absent from the kernel image: {', '.join(absent) or 'none'}")
 
 
 @main.command()

@@ -26,11 +26,25 @@
 #define NLT_KRETPROBE(name) int name(struct pt_regs *ctx)
 #define NLT_RAW_TRACEPOINT(name) int name(struct bpf_raw_tracepoint_args *ctx)
 
-#else /* ahead of time, for a target: -DNLT_KPTR_SIZE=4 on ARM32 */
+#else /* ahead of time, for a target (nltrace build): -DNLT_KPTR_SIZE=4 on ARM32 */
 
 #include "vmlinux_min.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+
+#ifdef __TARGET_ARCH_arm
+/* The ARM EABI passes a 5th argument on the stack, where it sits at sp on
+ * entry; libbpf's PT_REGS_PARM5 reads r4, which holds something else. */
+static __always_inline unsigned long nlt_arm_stack_arg0(const struct pt_regs *regs)
+{
+	__u32 v = 0;
+
+	bpf_probe_read_kernel(&v, sizeof(v), (void *)(unsigned long)regs->uregs[13]);
+	return v;
+}
+#undef PT_REGS_PARM5
+#define PT_REGS_PARM5(x) nlt_arm_stack_arg0(x)
+#endif
 
 #define __NLT_MAP(name, type_, key_t, value_t, entries) \
 	struct { \
@@ -60,6 +74,9 @@
 char LICENSE[] SEC("license") = "GPL";
 
 #endif /* NLT_BCC */
+
+/* The n-th argument of the probed function, at its entry. */
+#define NLT_ARG(n) ((void *)(unsigned long)PT_REGS_PARM##n(ctx))
 
 /* Read one member of a kernel struct, by struct tag and member name. The
  * offsets come from the kernel the program will run on (its BTF or DWARF,

@@ -413,8 +413,6 @@ static __always_inline __u64 rtnl_handler(void *nlh)
 	return fn;
 }
 
-#define NLT_ARG(n) ((void *)PT_REGS_PARM##n(ctx))
-
 /* Entry and return programs for a function with nothing more to read. */
 #define NLT_PLAIN_PROBES(fn) \
 	NLT_KPROBE(enter_##fn) { enter(NLT_FN_##fn, 0); return 0; } \

@@ -118,3 +118,35 @@ struct nlt_hist_key {
 	__u32 cmd;                   /* MESSAGE, RTNL: genl command */
 	char name[NLT_COMM_LEN];     /* PROCESS: comm; MESSAGE, RTNL: genl family */
 };
+
+/* The nltrace stream (nltrace record, nltrace-agent): the magic "NLTRACE\0",
+ * then frames of struct nlt_frame followed by `length` payload bytes, all
+ * little-endian. HEADER, SYMBOLS and COUNTERS payloads are JSON; RECORD is
+ * one struct nlt_record (without its unused nodes); HISTOGRAMS is one
+ * struct nlt_hist_head and its entries, cumulative counts summed over CPUs
+ * (the max entries, slot NLT_SLOT_MAX, cover the time since the last frame). */
+enum nlt_frame_kind {
+	NLT_FRAME_HEADER = 1,
+	NLT_FRAME_RECORD = 2,
+	NLT_FRAME_SYMBOLS = 3,
+	NLT_FRAME_COUNTERS = 4,
+	NLT_FRAME_HISTOGRAMS = 5,
+};
+
+struct nlt_frame {
+	__u8 kind;
+	__u8 pad[3];
+	__u32 length;
+};
+
+struct nlt_hist_head {
+	__u64 ts_ns;                 /* CLOCK_MONOTONIC when the maps were read */
+	__u32 nr_entries;
+	__u32 pad;
+};
+
+struct nlt_hist_entry {
+	struct nlt_hist_key key;
+	__u32 pad;
+	__u64 value;
+};

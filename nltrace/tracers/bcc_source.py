@@ -7,7 +7,7 @@ from collections import deque
 from importlib import resources
 
 from nltrace.tracers import records
-from nltrace.tracers.catalogue import CATALOGUE
+from nltrace.tracers.catalogue import CATALOGUE, ROOT_FUNCTIONS
 from nltrace.tracers.features import kallsyms_addresses
 from nltrace.tracers.layout import LayoutError, layout_cflags, read_layout
 
@@ -15,9 +15,6 @@ BPF_DIR = resources.files("nltrace") / "bpf"
 # Threads blocked in netlink_recvmsg (daemons waiting for events) each hold a
 # kretprobe instance; the kernel's default of ~2 per CPU would run out.
 KRETPROBE_MAXACTIVE = 512
-# Tree starts are attached last, so no tree begins before its inner probes exist.
-ROOT_ENTRIES = {"enter_netlink_sendmsg", "enter_netlink_recvmsg",
-                "enter_netlink_unicast", "enter_netlink_broadcast"}
 
 
 class AttachError(Exception):
@@ -93,7 +90,7 @@ class BccSource:
                 entries.append((probe, symbol))
             except Exception as e:  # BCC raises bare Exception
                 missing[probe.name] = f"attach failed: {e}"
-        entries.sort(key=lambda ps: ps[0].programs[0] in ROOT_ENTRIES)
+        entries.sort(key=lambda ps: ps[0].name in ROOT_FUNCTIONS)
         for probe, symbol in entries:
             try:
                 self.bpf.attach_kprobe(event=symbol.encode(), fn_name=probe.programs[0].encode())
@@ -137,7 +134,7 @@ class BccSource:
         table = self.bpf["hists"]
         for key, per_cpu in table.items():
             raw = (key.kind, key.slot, key.func, key.protocol, key.type, key.cmd,
-                   key.name.decode("utf-8", "replace"))
+                   key.name.decode("utf-8", "replace"))   # as records.hist_key() makes it
             if key.slot == records.C.NLT_SLOT_MAX:
                 maxima[raw] = max(per_cpu)
                 del table[key]

@@ -45,6 +45,9 @@ ROLES = {
 }
 
 ON_DEMAND = {"mutex_lock"}
+# The functions that can start a tree; loaders attach their entries last, so
+# that no tree begins before the probes inside it exist.
+ROOT_FUNCTIONS = {"netlink_sendmsg", "netlink_recvmsg", "netlink_unicast", "netlink_broadcast"}
 
 TREE_FUNCTIONS = tuple(
     Probe(name, "function", (f"enter_{name}", f"exit_{name}"), *ROLES[name], on_demand=name in ON_DEMAND)

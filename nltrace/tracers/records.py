@@ -57,3 +57,29 @@ def parse_record(data):
     if len(data) < need:
         raise ValueError(f"record of {len(data)} bytes holds fewer nodes than its count ({rec.nr_nodes})")
     return rec
+
+
+HIST_HEAD_SIZE = ffi.sizeof("struct nlt_hist_head")
+HIST_ENTRY_SIZE = ffi.sizeof("struct nlt_hist_entry")
+
+
+def hist_key(key):
+    """A struct nlt_hist_key -> the raw key tuple the histogram code groups:
+    (kind, slot, func, protocol, type, cmd, name)."""
+    return (key.kind, key.slot, key.func, key.protocol, key.type, key.cmd,
+            ffi.string(key.name).decode("utf-8", "replace"))
+
+
+def parse_histograms(data):
+    """A HISTOGRAMS frame -> (ts_ns, {raw key: cumulative count}, {raw key: max ns})."""
+    if len(data) < HIST_HEAD_SIZE:
+        raise ValueError(f"{len(data)} bytes is shorter than its head")
+    head = ffi.cast("struct nlt_hist_head *", ffi.from_buffer(data))
+    if len(data) != HIST_HEAD_SIZE + head.nr_entries * HIST_ENTRY_SIZE:
+        raise ValueError(f"{len(data)} bytes do not hold its {head.nr_entries} entries")
+    entries = ffi.cast("struct nlt_hist_entry *", ffi.from_buffer(data[HIST_HEAD_SIZE:]))
+    counts, maxima = {}, {}
+    for i in range(head.nr_entries):
+        raw = hist_key(entries[i].key)
+        (maxima if raw[1] == C.NLT_SLOT_MAX else counts)[raw] = entries[i].value
+    return head.ts_ns, counts, maxima

@@ -1,13 +1,15 @@
 """The nltrace stream: raw kernel records in a file or pipe, to read later or elsewhere.
 
-Layout (little-endian):
+Written by `nltrace record` and by nltrace-agent (nltrace/agent/agent.c);
+records.h defines the frames for both. Layout (little-endian):
     magic   b"NLTRACE\\0"
-    frames  kind:u8, 3 pad bytes, length:u32, payload[length]
+    frames  struct nlt_frame (kind:u8, 3 pad bytes, length:u32), payload[length]
 The first frame is HEADER: JSON naming the format version, arch, pointer
-size, endianness, kernel release, probe set, clock and record layout sizes.
-RECORD frames hold one struct nlt_record each (records.h), SYMBOLS frames a
-JSON object {"0xaddr": "name"} for addresses records refer to, COUNTERS a
-JSON object of the kernel-side counters at the end of the capture.
+size, endianness, kernel release, probe set, clock, record layout sizes and
+mode (flow or latency). RECORD frames hold one struct nlt_record each,
+SYMBOLS frames a JSON object {"0xaddr": "name"} for addresses records refer
+to, HISTOGRAMS the latency maps at one moment, COUNTERS a JSON object of the
+kernel-side counters at the end of the capture.
 """
 
 import json
@@ -17,7 +19,11 @@ from nltrace.tracers import records
 
 MAGIC = b"NLTRACE\0"
 FRAME = struct.Struct("<B3xI")
-HEADER, RECORD, SYMBOLS, COUNTERS = 1, 2, 3, 4
+assert FRAME.size == records.ffi.sizeof("struct nlt_frame")
+HEADER, RECORD, SYMBOLS, COUNTERS, HISTOGRAMS = (
+    records.C.NLT_FRAME_HEADER, records.C.NLT_FRAME_RECORD, records.C.NLT_FRAME_SYMBOLS,
+    records.C.NLT_FRAME_COUNTERS, records.C.NLT_FRAME_HISTOGRAMS)
+JSON_FRAMES = (SYMBOLS, COUNTERS)
 MAX_FRAME = 1 << 24
 
 
@@ -74,6 +80,8 @@ def read_frames(inp):
                           f"supported {records.C.NLT_STREAM_VERSION}")
     if header.get("record_size") != records.RECORD_SIZE or header.get("node_size") != records.NODE_SIZE:
         raise StreamError("stream record layout differs from this nltrace's records.h")
+    if header.get("endianness", "little") != "little":
+        raise StreamError("stream is big-endian; nltrace reads little-endian streams only")
     yield HEADER, header
     while True:
         head = inp.read(FRAME.size)
@@ -82,11 +90,17 @@ def read_frames(inp):
         if len(head) != FRAME.size:
             raise StreamError("stream ends inside a frame header")
         kind, length = FRAME.unpack(head)
-        if kind not in (RECORD, SYMBOLS, COUNTERS) or length > MAX_FRAME:
+        if kind not in (RECORD, HISTOGRAMS) + JSON_FRAMES or length > MAX_FRAME:
             raise StreamError(f"corrupt frame (kind {kind}, length {length})")
         payload = _read_exact(inp, length, "a frame")
         if kind == RECORD:
             yield kind, payload
+            continue
+        if kind == HISTOGRAMS:
+            try:
+                yield kind, records.parse_histograms(payload)
+            except ValueError as e:
+                raise StreamError(f"corrupt histograms frame: {e}") from None
             continue
         try:
             yield kind, json.loads(payload)
