@@ -60,7 +60,8 @@ static bool out_failed;
 static struct bpf_object *obj;
 static struct bpf_link *links[2 * (sizeof(nlt_probes) / sizeof(nlt_probes[0]))];
 static int nr_links;
-static char attached[1024], missing[2048];
+static char attached[1024], missing[2048];   /* JSON lists of names, for the header */
+static char missing_text[2048];                /* the same, for people */
 static int nr_attached;
 
 static void on_signal(int signo)
@@ -247,12 +248,17 @@ static void print_tree(const struct nlt_record *rec)
 		const char *name = n->func < NLT_FN_MAX ? nlt_func_names[n->func] : NULL;
 
 		fprintf(out, "%*s%s", 2 * (n->depth + 1), "", name ? name : "?");
-		if (n->end_ns)
-			fprintf(out, " %llu.%03llu us = %lld\n",
-				(unsigned long long)((n->end_ns - n->start_ns) / 1000),
-				(unsigned long long)((n->end_ns - n->start_ns) % 1000), (long long)n->ret);
-		else
+		if (!n->end_ns) {
 			fputs(" (no return seen)\n", out);
+			continue;
+		}
+		fprintf(out, " %llu.%03llu us", (unsigned long long)((n->end_ns - n->start_ns) / 1000),
+			(unsigned long long)((n->end_ns - n->start_ns) % 1000));
+		if (n->func == NLT_FN_netlink_ack)
+			fprintf(out, " ack %d", (int)n->aux);
+		else if (n->func >= NLT_FN_MAX || !nlt_func_void[n->func])
+			fprintf(out, " = %lld", (long long)n->ret);
+		fputc('\n', out);
 	}
 }
 
@@ -316,8 +322,11 @@ static void write_histograms(int map_fd)
 
 static void not_traced(const char *name, const char *why)
 {
+	size_t len = strlen(missing_text);
+
 	fprintf(stderr, "nltrace-agent: not traced: %s (%s)\n", name, why);
 	list_add(missing, sizeof(missing), name);
+	snprintf(missing_text + len, sizeof(missing_text) - len, "%s%s", len ? ", " : "", name);
 }
 
 static bool attach_one(const char *prog_name, const struct nlt_probe *p, bool retprobe)
@@ -376,14 +385,20 @@ static void attach_all(void)
 
 static void configure(void)
 {
-	const char *names[] = { "rtnl_msg_handlers", "rtnl_mutex" };
-	__u64 addrs[2], config[NLT_CFG_MAX] = { 0 };
+	const char *names[] = { "rtnl_msg_handlers", "rtnl_mutex", "netlink_sendmsg" };
+	const __u64 built[] = { NLT_BUILD_ADDR_rtnl_msg_handlers, NLT_BUILD_ADDR_rtnl_mutex };
+	__u64 addrs[3], config[NLT_CFG_MAX] = { 0 };
 	struct bpf_map *map = bpf_object__find_map_by_name(obj, "config");
 
-	kallsyms_lookup(names, addrs, 2);
+	kallsyms_lookup(names, addrs, 3);
+	/* kallsyms without data symbols (CONFIG_KALLSYMS_ALL off): take the
+	 * vmlinux's addresses, moved as far as netlink_sendmsg moved. */
+	for (int i = 0; i < 2; i++)
+		if (!addrs[i] && addrs[2] && built[i])
+			addrs[i] = built[i] + (addrs[2] - NLT_BUILD_ANCHOR_ADDR);
 	if (!addrs[0])
-		fprintf(stderr, "nltrace-agent: rtnl_msg_handlers not in /proc/kallsyms "
-			"(kptr_restrict?): rtnetlink handlers will not be named\n");
+		fprintf(stderr, "nltrace-agent: no address for rtnl_msg_handlers (kptr_restrict?): "
+			"rtnetlink handlers will not be named\n");
 	config[NLT_CFG_PID] = opt.pid;
 	config[NLT_CFG_SKIP_RECV] = opt.no_recv;
 	config[NLT_CFG_RTNL_HANDLERS] = addrs[0];
@@ -410,6 +425,69 @@ static __u64 counter_sum(int fd, __u32 index)
 	for (int c = 0; c < cpus; c++)
 		sum += values[c];
 	return sum;
+}
+
+/* ---- loading ---------------------------------------------------------------- */
+
+#define JIT_SYSCTL "/proc/sys/net/core/bpf_jit_enable"
+
+static int jit_enabled(void)
+{
+	int v = -1;
+	FILE *f = fopen(JIT_SYSCTL, "r");
+
+	if (f) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = -1;
+		fclose(f);
+	}
+	return v;
+}
+
+static bool set_jit(int v)
+{
+	FILE *f = fopen(JIT_SYSCTL, "w");
+	bool ok = f && fprintf(f, "%d\n", v) > 0;
+
+	return f && !fclose(f) && ok;
+}
+
+static int open_and_load(void)
+{
+	if (opt.latency)
+		obj = bpf_object__open_mem(latency_obj, latency_obj_end - latency_obj, NULL);
+	else
+		obj = bpf_object__open_mem(flow_obj, flow_obj_end - flow_obj, NULL);
+	if (!obj)
+		die("cannot open the embedded BPF object: %s", strerror(errno));
+	return bpf_object__load(obj);
+}
+
+/* The 32-bit ARM JIT of ARMv6 kernels keeps constants in a literal pool
+ * that an instruction reaches only within 4 KB, so it cannot compile
+ * programs as long as ours and the kernel then refuses them (ENOTSUPP,
+ * 524). The JIT setting counts when a program is loaded, so the programs
+ * are loaded with it off, for the interpreter, and it is switched back on
+ * at once. */
+static void load_programs(void)
+{
+	int err = open_and_load();
+
+	if (err == -524 && jit_enabled() == 1) {
+		bpf_object__close(obj);
+		if (!set_jit(0))
+			die("this kernel's BPF JIT cannot compile the programs, and %s cannot be "
+			    "set to 0 (CONFIG_BPF_JIT_ALWAYS_ON?)", JIT_SYSCTL);
+		err = open_and_load();
+		set_jit(1);
+		if (!err)
+			fprintf(stderr, "nltrace-agent: this kernel's BPF JIT cannot compile the "
+				"programs (ENOTSUPP); they were loaded for the interpreter, and "
+				"bpf_jit_enable is 1 again for every other program\n");
+	}
+	if (err)
+		die("cannot load the BPF programs: %s%s", strerror(-err),
+		    -err == EPERM ? " (run as root)" : "");
 }
 
 /* ---- main ------------------------------------------------------------------ */
@@ -504,16 +582,7 @@ int main(int argc, char **argv)
 		die("cannot write %s: %s", opt.output, strerror(errno));
 
 	libbpf_set_print(libbpf_log);
-	if (opt.latency)
-		obj = bpf_object__open_mem(latency_obj, latency_obj_end - latency_obj, NULL);
-	else
-		obj = bpf_object__open_mem(flow_obj, flow_obj_end - flow_obj, NULL);
-	if (!obj)
-		die("cannot open the embedded BPF object: %s", strerror(errno));
-	err = bpf_object__load(obj);
-	if (err)
-		die("cannot load the BPF programs: %s%s", strerror(-err),
-		    -err == EPERM ? " (run as root)" : "");
+	load_programs();
 	configure();
 
 	signal(SIGINT, on_signal);
@@ -533,7 +602,7 @@ int main(int argc, char **argv)
 	if (!opt.text)
 		write_header();
 	fprintf(stderr, "Tracing netlink: %d probes attached, not traced: %s. Ctrl-C to end.\n",
-		nr_attached, missing[0] ? missing : "none");
+		nr_attached, missing_text[0] ? missing_text : "none");
 	if (!opt.latency) {
 		rb = ring_buffer__new(bpf_map__fd(bpf_object__find_map_by_name(obj, "events")),
 				      on_record, NULL, NULL);

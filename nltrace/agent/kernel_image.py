@@ -25,7 +25,7 @@ class KernelImage:
     bits: int              # 32 or 64; None when unknown
     little_endian: bool
     release: str
-    symbols: set           # every symbol name (functions, data, tracepoints)
+    symbols: dict          # every symbol name (functions, data, tracepoints) -> its address
     layout_source: str     # what pahole reads the struct layouts from
 
 
@@ -47,10 +47,10 @@ def from_vmlinux(path):
         if not isinstance(symtab, SymbolTableSection):
             raise ImageError(f"{path} has no symbol table (stripped?): use the vmlinux from the "
                              "kernel's -dbg package or build tree")
-        symbols, banner = set(), None
+        symbols, banner = {}, None
         for sym in symtab.iter_symbols():
             if sym.name:
-                symbols.add(sym.name)
+                symbols.setdefault(sym.name, sym["st_value"])
             if sym.name == "linux_banner":
                 banner = sym
         if elf.get_section_by_name(".debug_info") is None and elf.get_section_by_name(".BTF") is None:
@@ -76,7 +76,10 @@ def from_btf(btf_path, system_map, release=None):
     map's name (System.map-<release>) unless given."""
     try:
         with open(system_map) as f:
-            symbols = {parts[2] for parts in (line.split() for line in f) if len(parts) >= 3}
+            symbols = {}
+            for parts in (line.split() for line in f):
+                if len(parts) >= 3:
+                    symbols.setdefault(parts[2], int(parts[0], 16))
         open(btf_path, "rb").close()
     except OSError as e:
         raise ImageError(f"cannot read {e.filename}: {e.strerror}") from None

@@ -2,7 +2,8 @@
  *   NLT_BCC defined:  BCC at run time on the machine being traced;
  *   otherwise:        clang ahead of time for a target (nltrace build).
  * Both take struct offsets the same way, as -DNLT_OFF_<struct>_<member>=N
- * and -DNLT_SIZE_<struct>_<member>=N (see NLT_READ below). The program itself is written once, against the macros below. Map calls
+ * and -DNLT_SIZE_<struct>_<member>=N, struct sizes as -DNLT_SIZEOF_<struct>=N
+ * (see NLT_READ below). The program itself is written once, against the macros below. Map calls
  * cannot be macros (BCC rewrites map methods only outside macros), so
  * flow.bpf.c keeps its few map accessors in one #ifdef block. */
 #ifndef NLT_COMPAT_H
@@ -91,11 +92,13 @@ char LICENSE[] SEC("license") = "GPL";
 	bpf_probe_read_kernel(&(dst), sizeof(((struct tag *)0)->member), \
 			      &((struct tag *)(ptr))->member)
 #define NLT_ADDR(ptr, tag, member) ((void *)&((struct tag *)(ptr))->member)
+#define NLT_SIZEOF(tag) sizeof(struct tag)
 #else
 #define NLT_READ(dst, ptr, tag, member) \
 	bpf_probe_read_kernel(&(dst), NLT_SIZE_##tag##_##member, \
 			      (char *)(ptr) + NLT_OFF_##tag##_##member)
 #define NLT_ADDR(ptr, tag, member) ((void *)((char *)(ptr) + NLT_OFF_##tag##_##member))
+#define NLT_SIZEOF(tag) NLT_SIZEOF_##tag
 #endif
 
 #endif /* NLT_COMPAT_H */

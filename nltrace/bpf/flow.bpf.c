@@ -506,6 +506,44 @@ NLT_KPROBE(enter_genl_family_rcv_msg_dumpit)
 }
 NLT_EXIT_PROBE(genl_family_rcv_msg_dumpit)
 
+/* Where genl_family_rcv_msg_doit/dumpit are inlined (Debian's ARM 6.1
+ * kernel), the family and handler come from the function that copies the
+ * op genl_rcv_msg() dispatches to, the first such call in the tree:
+ * void genl_op_from_full/small(const struct genl_family *family, unsigned int i,
+ *			     struct genl_ops *op)
+ * The handler's ops array entry is read directly; `op` is filled only later. */
+static __always_inline void genl_op_found(struct pt_regs *ctx, int small)
+{
+	struct nlt_thread *t = current_tree();
+	void *family = NLT_ARG(1);
+	__u64 i = (unsigned long)NLT_ARG(2), ops = 0, handler = 0;
+	__u16 flags = 0;
+	int dump;
+
+	if (!t || t->rec.genl_family[0])
+		return;
+	NLT_READ(t->rec.genl_family, family, genl_family, name);
+	if (t->rec.msg_len >= 8)
+		__builtin_memcpy(&flags, t->rec.msg + 6, sizeof(flags));
+	dump = (flags & NLT_NLM_F_DUMP) == NLT_NLM_F_DUMP;
+	if (small) {
+		ops = read_kptr((__u64)NLT_ADDR(family, genl_family, small_ops));
+		ops += i * NLT_SIZEOF(genl_small_ops);
+		handler = dump ? read_kptr((__u64)NLT_ADDR(ops, genl_small_ops, dumpit))
+			       : read_kptr((__u64)NLT_ADDR(ops, genl_small_ops, doit));
+	} else {
+		ops = read_kptr((__u64)NLT_ADDR(family, genl_family, ops));
+		ops += i * NLT_SIZEOF(genl_ops);
+		handler = dump ? read_kptr((__u64)NLT_ADDR(ops, genl_ops, dumpit))
+			       : read_kptr((__u64)NLT_ADDR(ops, genl_ops, doit));
+	}
+	if (ops && !t->rec.handler)
+		t->rec.handler = handler;
+}
+
+NLT_KPROBE(capture_genl_op_from_full) { genl_op_found(ctx, 0); return 0; }
+NLT_KPROBE(capture_genl_op_from_small) { genl_op_found(ctx, 1); return 0; }
+
 /* void netlink_ack(struct sk_buff *in_skb, struct nlmsghdr *nlh, int err,
  *		    const struct netlink_ext_ack *extack) */
 NLT_KPROBE(enter_netlink_ack)

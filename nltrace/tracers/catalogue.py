@@ -57,6 +57,10 @@ TREE_FUNCTIONS = tuple(
 CAPTURE_PROBES = (
     Probe("netlink_skb_destructor", "kprobe", ("capture_netlink_skb_destructor",),
           "not a node: captures the message a netlink_recvmsg read", True),
+    Probe("genl_op_from_full", "kprobe", ("capture_genl_op_from_full",),
+          "not a node: names the genl family and handler where genl_family_rcv_msg_doit is inlined", True),
+    Probe("genl_op_from_small", "kprobe", ("capture_genl_op_from_small",),
+          "not a node: the same, for families with small ops (nlctrl)", True),
     Probe("netlink_extack", "raw_tracepoint", ("capture_netlink_extack",),
           "not a node: the extack message a handler set", True),
 )

@@ -1,7 +1,8 @@
 """Struct layouts of the kernel the programs will run on.
 
 flow.bpf.c reads kernel structs only through NLT_READ/NLT_ADDR(ptr, tag,
-member); this module finds those members in the source and asks pahole
+member) and steps through arrays of them with NLT_SIZEOF(tag); this module
+finds those members and sizes in the source and asks pahole
 (dwarves) for their offsets and sizes, from the running kernel's BTF or from
 a vmlinux's DWARF. pahole is the well-kept reader of both formats; offsets
 differ between builds of the same kernel version, so they are never tabled.
@@ -16,6 +17,8 @@ BPF_SOURCE = resources.files("nltrace") / "bpf" / "flow.bpf.c"
 RUNNING_KERNEL_BTF = "/sys/kernel/btf/vmlinux"
 
 _USE = re.compile(r"NLT_(?:READ|ADDR)\([^;]*?,\s*(\w+),\s*(\w+)\)")
+_SIZEOF = re.compile(r"NLT_SIZEOF\((\w+)\)")
+_STRUCT_SIZE = re.compile(r"^\t/\* size: (\d+),")
 # A member line of pahole's output: "<tab>type name[N]; /* offset size */",
 # where a function pointer's name sits in "(*name)(...)".
 _MEMBER = re.compile(r"^(\t+)(?P<decl>.*?);\s*/\*\s*(?P<off>\d+)(?::\d+)?\s+(?P<size>\d+)\s*\*/")
@@ -27,15 +30,18 @@ class LayoutError(Exception):
 
 
 def members_used(source=None):
-    """{(struct tag, member)} read by the BPF program."""
+    """{(struct tag, member)} read by the BPF program; (struct tag, None)
+    for a struct whose size it uses. Macro definitions are not uses."""
     text = source if source is not None else BPF_SOURCE.read_text()
-    return set(_USE.findall(text))
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("#define"))
+    return set(_USE.findall(text)) | {(tag, None) for tag in _SIZEOF.findall(text)}
 
 
 def parse_pahole(text):
-    """pahole's C-like output -> {(struct, member): (offset, size)}. Members of
-    anonymous unions/structs are kept (pahole gives offsets from the top),
-    members of named inner structs are not, and the outermost occurrence wins."""
+    """pahole's C-like output -> {(struct, member): (offset, size)}, and
+    {(struct, None): (0, size of the struct)}. Members of anonymous
+    unions/structs are kept (pahole gives offsets from the top), members of
+    named inner structs are not, and the outermost occurrence wins."""
     out, depth_of = {}, {}
     struct = None
     for line in text.splitlines():
@@ -45,6 +51,10 @@ def parse_pahole(text):
             continue
         if line.startswith("}"):
             struct = None
+            continue
+        size = _STRUCT_SIZE.match(line) if struct else None
+        if size:
+            out[(struct, None)] = (0, int(size.group(1)))
             continue
         m = _MEMBER.match(line) if struct else None
         if not m:
@@ -74,7 +84,7 @@ def read_layout(image=RUNNING_KERNEL_BTF, members=None):
     if proc.returncode != 0:
         raise LayoutError(f"pahole could not read {image}: {proc.stderr.strip()}")
     found = parse_pahole(proc.stdout)
-    missing = sorted(f"{t}.{m}" for t, m in members if (t, m) not in found)
+    missing = sorted(f"{t}.{m or 'size'}" for t, m in members if (t, m) not in found)
     if missing:
         raise LayoutError(f"{image} has no member {', '.join(missing)}")
     return {key: found[key] for key in members}
@@ -82,6 +92,9 @@ def read_layout(image=RUNNING_KERNEL_BTF, members=None):
 
 def layout_cflags(layout):
     flags = []
-    for (tag, member), (offset, size) in sorted(layout.items()):
-        flags += [f"-DNLT_OFF_{tag}_{member}={offset}", f"-DNLT_SIZE_{tag}_{member}={size}"]
+    for (tag, member), (offset, size) in sorted(layout.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+        if member is None:
+            flags.append(f"-DNLT_SIZEOF_{tag}={size}")
+        else:
+            flags += [f"-DNLT_OFF_{tag}_{member}={offset}", f"-DNLT_SIZE_{tag}_{member}={size}"]
     return flags

@@ -26,6 +26,8 @@ struct genl_ops {
 	int                        (*doit)(struct sk_buff *, struct genl_info *); /*     0     8 */
 	int                        (*dumpit)(struct sk_buff *, struct netlink_callback *); /*    16     8 */
 	char                       name[16];             /*    24    16 */
+
+	/* size: 48, cachelines: 1, members: 10 */
 };
 """
 
@@ -39,13 +41,17 @@ def test_parse_pahole_members():
     assert layout[("genl_ops", "dumpit")] == (16, 8)
     assert layout[("genl_ops", "name")] == (24, 16)      # arrays
     assert ("sk_buff", "pkt_type") not in layout         # bitfields cannot be read whole
+    assert layout[("genl_ops", None)] == (0, 48)         # the struct's own size
+    assert ("sk_buff", None) not in layout
 
 
 def test_members_used_are_found_in_the_source():
     src = "NLT_READ(len, skb, sk_buff, len);\nx = NLT_ADDR(skb, sk_buff, data);\nNLT_READ(t->a.b, f, genl_family, name);"
     assert members_used(src) == {("sk_buff", "len"), ("sk_buff", "data"), ("genl_family", "name")}
     assert ("sock", "sk_protocol") in members_used()
+    assert ("genl_small_ops", None) in members_used()    # NLT_SIZEOF(genl_small_ops)
 
 
 def test_cflags():
-    assert layout_cflags({("sk_buff", "len"): (112, 4)}) == ["-DNLT_OFF_sk_buff_len=112", "-DNLT_SIZE_sk_buff_len=4"]
+    assert layout_cflags({("sk_buff", "len"): (112, 4), ("genl_ops", None): (0, 48)}) == [
+        "-DNLT_SIZEOF_genl_ops=48", "-DNLT_OFF_sk_buff_len=112", "-DNLT_SIZE_sk_buff_len=4"]
