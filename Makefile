@@ -3,14 +3,15 @@
 #   make demo      nltrace flow on real traffic (inside the test VM here)
 #   make test      every test: host tests, then the real-kernel tests in one VM boot
 #   make vm CMD=.. any command inside the test VM
+#   make bench     overhead of nltrace and bpftrace in the VM (bench/RESULTS.md), host-side throughput
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := .cache/installed
 APT_PACKAGES := python3-venv python3-bpfcc bpfcc-tools bpftrace dwarves iproute2 strace \
-	qemu-system-x86 linux-image-amd64 linux-headers-amd64
+	qemu-system-x86 linux-image-amd64 linux-headers-amd64 bpftool gcc libc6-dev
 
-.PHONY: install demo test test-host test-vm vm
+.PHONY: install demo test test-host test-vm vm bench
 
 install: $(STAMP)
 
@@ -34,3 +35,16 @@ test-vm: install
 
 vm: install
 	tools/vm bash -c '$(CMD)'
+
+# The load generator, built for this machine at bench time (never committed).
+NLLOAD := .cache/bench/nlload
+$(NLLOAD): bench/nlload.c
+	mkdir -p $(dir $@)
+	gcc -O2 -Wall -static -o $@ $<
+
+BENCH_OUT := .cache/vm-out/bench
+bench: install $(NLLOAD)
+	$(PY) bench/throughput.py
+	tools/vm bench/run --nlload $(NLLOAD) --out $(BENCH_OUT) \
+		--host "$$(lscpu | sed -n 's/^Model name: *//p'), $$(nproc) cores"
+	bench/write-results $(BENCH_OUT)/table.md bench/RESULTS.md
