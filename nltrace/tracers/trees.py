@@ -35,19 +35,19 @@ def nest(nodes):
 def assemble(rec, symbolize):
     """rec: a parsed struct nlt_record. symbolize: kernel address -> name or None."""
     nodes = []
-    for i in range(min(rec.nr_nodes, C.NLT_MAX_NODES)):
-        n = rec.nodes[i]
-        complete = n.end_ns != 0
-        func = records.FUNC_NAMES.get(n.func, f"func#{n.func}")
-        node = {"func": func,
-                "duration_ns": n.end_ns - n.start_ns if complete else None,
-                "ret": n.ret if complete and func not in VOID_FUNCTIONS else None,
-                "children": []}
-        if node["ret"] is not None and -4095 <= node["ret"] < 0:
-            node["errno"] = errno_name(n.ret)
-        if n.func == C.NLT_FN_netlink_ack:
-            node["ack_error"] = n.aux - (1 << 32) if n.aux >= 1 << 31 else n.aux
-        nodes.append((n.depth, node))
+    for start_ns, end_ns, ret, func_id, depth, _, aux in records.node_tuples(rec):
+        func = records.FUNC_NAMES.get(func_id, f"func#{func_id}")
+        if not end_ns:
+            node = {"func": func, "duration_ns": None, "ret": None, "children": []}
+        else:
+            if func in VOID_FUNCTIONS:
+                ret = None
+            node = {"func": func, "duration_ns": end_ns - start_ns, "ret": ret, "children": []}
+            if ret is not None and -4095 <= ret < 0:
+                node["errno"] = errno_name(ret)
+        if func_id == C.NLT_FN_netlink_ack:
+            node["ack_error"] = aux - (1 << 32) if aux >= 1 << 31 else aux
+        nodes.append((depth, node))
     root = nest(nodes)
 
     family = _cstr(rec.genl_family) or None
