@@ -44,7 +44,8 @@ $(NLLOAD): bench/nlload.c
 
 BENCH_OUT := .cache/vm-out/bench
 bench: install $(NLLOAD)
-	$(PY) bench/throughput.py
+	mkdir -p $(BENCH_OUT)
+	$(PY) bench/throughput.py | tee $(BENCH_OUT)/throughput.jsonl
 	tools/vm bench/run --nlload $(NLLOAD) --out $(BENCH_OUT) \
 		--host "$$(lscpu | sed -n 's/^Model name: *//p'), $$(nproc) cores"
-	bench/write-results $(BENCH_OUT)/table.md bench/RESULTS.md
+	$(PY) bench/report.py $(BENCH_OUT) > bench/RESULTS.md
