@@ -94,7 +94,7 @@ class StreamSource:
             self.file.close()
 
 
-def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_demand=()):
+def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_demand=(), only=None):
     """Check the kernel, then compile and attach (BccSource's arguments).
     Exits with a plain message (never a traceback) when this kernel or
     process cannot trace."""
@@ -108,7 +108,7 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_dema
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         source = BccSource(report.symbols, pid=pid, comm=comm, skip_recv=skip_recv, latency=latency,
-                           on_demand=on_demand)
+                           on_demand=on_demand, only=only)
     except (KeyboardInterrupt, Stop):
         fail("interrupted before tracing began; nothing is left attached", code=130)
     except AttachError as e:
@@ -122,15 +122,18 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_dema
     return source
 
 
-def drive(source, on_record, duration):
+def drive(source, on_record, duration, on_batch=lambda: None):
     """Feed records to on_record until the duration ends, the input ends,
-    Ctrl-C or SIGTERM. Returns normally in every case."""
+    Ctrl-C or SIGTERM; on_batch after each batch the source delivered. Returns
+    normally in every case."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     deadline = time.monotonic() + duration if duration else None
     try:
         for raw in source.records():
             if raw is not None:
                 on_record(raw)
+                continue
+            on_batch()
             if deadline and time.monotonic() >= deadline:
                 break
     except (KeyboardInterrupt, Stop):
@@ -139,6 +142,7 @@ def drive(source, on_record, duration):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for raw in source.drain():
         on_record(raw)
+    on_batch()
 
 
 FILTER_OPTIONS = (
@@ -199,14 +203,13 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
             return
         shown += 1
         if as_json:
-            sys.stdout.write(json_line(tree) + "\n")
-            sys.stdout.flush()
+            sys.stdout.write(json_line(tree) + "\n")   # flushed once per batch: a write per tree costs
         else:
             t0 = tree["ts_ns"] if t0 is None else t0
             out.print(render_tree(tree, t0), crop=False)
 
     try:
-        drive(source, on_record, duration)
+        drive(source, on_record, duration, on_batch=sys.stdout.flush)
     except StreamError as e:
         click.echo(f"nltrace: {input_path}: {e}", err=True)
         source.close()
@@ -316,8 +319,10 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json):
     """
     from nltrace.tracers.histograms import group, interval_delta, pick_unit
     want = resolve_type(msg_type, protocol)
+    from nltrace.tracers.catalogue import MESSAGE_TIMING
     source = open_live_source(pid, comm, skip_recv=by != "function", latency=want,
-                              on_demand=("mutex_lock",) if by == "rtnl" else ())
+                              on_demand=("mutex_lock",) if by == "rtnl" else (),
+                              only=None if by == "function" else MESSAGE_TIMING)
     console = Console(highlight=False, width=80)
     signal.signal(signal.SIGTERM, _on_sigterm)
     previous = {}
