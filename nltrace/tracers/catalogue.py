@@ -46,6 +46,14 @@ ROLES = {
 
 ON_DEMAND = {"mutex_lock"}
 
+# What nltrace latency needs to time messages (--by message, process, rtnl):
+# the whole netlink_sendmsg, the message type (captured at the first
+# netlink_unicast) and a genl family's name (its doit/dumpit dispatch), plus
+# mutex_lock when it is asked for. Every other probe would only add cost: an
+# entry and a return probe per call is most of what tracing costs.
+MESSAGE_TIMING = frozenset({"netlink_sendmsg", "netlink_unicast", "genl_family_rcv_msg_doit",
+                            "genl_family_rcv_msg_dumpit", "mutex_lock"})
+
 TREE_FUNCTIONS = tuple(
     Probe(name, "function", (f"enter_{name}", f"exit_{name}"), *ROLES[name], on_demand=name in ON_DEMAND)
     for _, name in sorted(FUNC_NAMES.items())
