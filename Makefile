@@ -30,17 +30,18 @@ test: test-host test-vm
 test-host: install
 	$(PY) -m pytest -p no:cacheprovider tests/host
 
-test-vm: install
-	tools/vm $(PY) -m pytest -p no:cacheprovider -v tests/vm
-
-vm: install
-	tools/vm bash -c '$(CMD)'
-
 # The load generator, built for this machine at bench time (never committed).
 NLLOAD := .cache/bench/nlload
 $(NLLOAD): bench/nlload.c
 	mkdir -p $(dir $@)
 	gcc -O2 -Wall -static -o $@ $<
+
+# tests/vm includes the bench's minimal mode (tests/vm/test_bench.py)
+test-vm: install $(NLLOAD)
+	tools/vm $(PY) -m pytest -p no:cacheprovider -v tests/vm
+
+vm: install
+	tools/vm bash -c '$(CMD)'
 
 BENCH_OUT := .cache/vm-out/bench
 bench: install $(NLLOAD)

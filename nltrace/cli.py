@@ -122,6 +122,11 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_dema
     return source
 
 
+def flow_probes(all_probes):
+    from nltrace.tracers.catalogue import FLOW_DEFAULT
+    return None if all_probes else FLOW_DEFAULT
+
+
 def drive(source, on_record, duration, on_batch=lambda: None):
     """Feed records to on_record until the duration ends, the input ends,
     Ctrl-C or SIGTERM; on_batch after each batch the source delivered. Returns
@@ -174,7 +179,9 @@ def main():
 @click.option("--input", "input_path", metavar="FILE|-",
               help="Render a recorded stream (nltrace record, nltrace-agent) instead of tracing.")
 @click.option("--no-recv", is_flag=True, help="Do not start trees at netlink_recvmsg.")
-def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, no_recv):
+@click.option("--all-probes", is_flag=True, help="Also the steps that add little and cost as much as "
+              "the others: rtnetlink_rcv, genl_rcv, __netlink_sendskb (see nltrace doctor).")
+def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, no_recv, all_probes):
     """Live call trees, one per netlink message."""
     filters = Filters(pid, comm, protocol, msg_type, errors_only, no_recv)
     if input_path:
@@ -185,7 +192,7 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
         except StreamError as e:
             fail(f"{input_path}: {e}")
     else:
-        source = open_live_source(pid, comm, no_recv)
+        source = open_live_source(pid, comm, no_recv, only=flow_probes(all_probes))
 
     out = Console(highlight=False, soft_wrap=True)
     shown = malformed = 0
@@ -230,10 +237,11 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
 @click.option("-p", "--pid", type=int, help="Only this process (tgid).")
 @click.option("-d", "--duration", type=float, help="Stop after this many seconds.")
 @click.option("--no-recv", is_flag=True, help="Do not start trees at netlink_recvmsg.")
-def record(output, pid, duration, no_recv):
+@click.option("--all-probes", is_flag=True, help="As for flow.")
+def record(output, pid, duration, no_recv, all_probes):
     """Capture raw records to a stream, for `flow --input` later or elsewhere."""
     from nltrace.tracers.bcc_source import meta
-    source = open_live_source(pid, skip_recv=no_recv)
+    source = open_live_source(pid, skip_recv=no_recv, only=flow_probes(all_probes))
     out = sys.stdout.buffer if output == "-" else open(output, "wb")
     writer = StreamWriter(out, dict(meta(), probes=source.attached))
     known = set()

@@ -46,6 +46,15 @@ ROLES = {
 
 ON_DEMAND = {"mutex_lock"}
 
+# Left out of flow's trees unless asked for (--all-probes): each wraps a single
+# call of the node below it (rtnetlink_rcv and genl_rcv call netlink_rcv_skb;
+# netlink_unicast_kernel the protocol's input) or is the last step of one
+# (__netlink_sendskb queues the skb whose delivery netlink_unicast already
+# shows, with its return). They add little to a tree, and an entry and a
+# return probe per call is most of what tracing costs.
+FLOW_DETAIL = frozenset({"netlink_unicast_kernel", "rtnetlink_rcv", "genl_rcv", "netlink_sendskb",
+                         "__netlink_sendskb"})
+
 # What nltrace latency needs to time messages (--by message, process, rtnl):
 # the whole netlink_sendmsg, the message type (captured at the first
 # netlink_unicast) and a genl family's name (its doit/dumpit dispatch), plus
@@ -67,3 +76,6 @@ CAPTURE_PROBES = (
 )
 
 CATALOGUE = TREE_FUNCTIONS + CAPTURE_PROBES
+
+# nltrace flow's default probe set.
+FLOW_DEFAULT = frozenset(p.name for p in CATALOGUE if not p.on_demand) - FLOW_DETAIL
