@@ -54,6 +54,7 @@ def _struct_of(ctype):
 # struct nlt_node as a tuple, unpacked many at a time: far faster than
 # reading the fields one by one through cffi.
 NODE = _struct_of("struct nlt_node")
+MAX_NODES = C.NLT_MAX_NODES
 
 FUNC_PREFIX = "NLT_FN_"
 # func id -> kernel function name, from enum nlt_func
@@ -81,5 +82,5 @@ def parse_record(data):
 
 def node_tuples(rec):
     """(start_ns, end_ns, ret, func, depth, pad, aux) of each node of a parsed record."""
-    n = min(rec.nr_nodes, C.NLT_MAX_NODES)
+    n = min(rec.nr_nodes, MAX_NODES)
     return NODE.iter_unpack(ffi.buffer(rec.nodes, n * NODE_SIZE))

@@ -10,7 +10,10 @@ from nltrace.tracers.catalogue import TREE_FUNCTIONS
 from nltrace.tracers.decode import decode_message, errno_name, protocol_name
 
 C = records.C
-VOID_FUNCTIONS = {p.name for p in TREE_FUNCTIONS if p.returns_void}
+_VOID = {p.name for p in TREE_FUNCTIONS if p.returns_void}
+# func id -> (kernel function name, returns void)
+FUNCS = {i: (name, name in _VOID) for i, name in records.FUNC_NAMES.items()}
+NETLINK_ACK = C.NLT_FN_netlink_ack
 
 
 def _cstr(char_array):
@@ -36,16 +39,16 @@ def assemble(rec, symbolize):
     """rec: a parsed struct nlt_record. symbolize: kernel address -> name or None."""
     nodes = []
     for start_ns, end_ns, ret, func_id, depth, _, aux in records.node_tuples(rec):
-        func = records.FUNC_NAMES.get(func_id, f"func#{func_id}")
+        func, void = FUNCS.get(func_id) or (f"func#{func_id}", False)
         if not end_ns:
             node = {"func": func, "duration_ns": None, "ret": None, "children": []}
+        elif void:
+            node = {"func": func, "duration_ns": end_ns - start_ns, "ret": None, "children": []}
         else:
-            if func in VOID_FUNCTIONS:
-                ret = None
             node = {"func": func, "duration_ns": end_ns - start_ns, "ret": ret, "children": []}
-            if ret is not None and -4095 <= ret < 0:
+            if -4095 <= ret < 0:
                 node["errno"] = errno_name(ret)
-        if func_id == C.NLT_FN_netlink_ack:
+        if func_id == NETLINK_ACK:
             node["ack_error"] = aux - (1 << 32) if aux >= 1 << 31 else aux
         nodes.append((depth, node))
     root = nest(nodes)
