@@ -3,14 +3,15 @@
 #   make demo      nltrace flow on real traffic (inside the test VM here)
 #   make test      every test: host tests, then the real-kernel tests in one VM boot
 #   make vm CMD=.. any command inside the test VM
+#   make bench     overhead of nltrace and bpftrace in the VM (bench/RESULTS.md), host-side throughput
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := .cache/installed
 APT_PACKAGES := python3-venv python3-bpfcc bpfcc-tools bpftrace dwarves iproute2 strace \
-	qemu-system-x86 linux-image-amd64 linux-headers-amd64
+	qemu-system-x86 linux-image-amd64 linux-headers-amd64 bpftool gcc libc6-dev
 
-.PHONY: install demo test test-host test-vm vm
+.PHONY: install demo test test-host test-vm vm bench
 
 install: $(STAMP)
 
@@ -29,8 +30,23 @@ test: test-host test-vm
 test-host: install
 	$(PY) -m pytest -p no:cacheprovider tests/host
 
-test-vm: install
+# The load generator, built for this machine at bench time (never committed).
+NLLOAD := .cache/bench/nlload
+$(NLLOAD): bench/nlload.c
+	mkdir -p $(dir $@)
+	gcc -O2 -Wall -static -o $@ $<
+
+# tests/vm includes the bench's minimal mode (tests/vm/test_bench.py)
+test-vm: install $(NLLOAD)
 	tools/vm $(PY) -m pytest -p no:cacheprovider -v tests/vm
 
 vm: install
 	tools/vm bash -c '$(CMD)'
+
+BENCH_OUT := .cache/vm-out/bench
+bench: install $(NLLOAD)
+	mkdir -p $(BENCH_OUT)
+	$(PY) bench/throughput.py | tee $(BENCH_OUT)/throughput.jsonl
+	tools/vm bench/run --nlload $(NLLOAD) --out $(BENCH_OUT) \
+		--host "$$(lscpu | sed -n 's/^Model name: *//p'), $$(nproc) cores"
+	$(PY) bench/report.py $(BENCH_OUT) > bench/RESULTS.md

@@ -117,7 +117,7 @@ def open_stream(path, command):
     return source
 
 
-def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_demand=()):
+def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_demand=(), only=None):
     """Check the kernel, then compile and attach (BccSource's arguments).
     Exits with a plain message (never a traceback) when this kernel or
     process cannot trace."""
@@ -131,7 +131,7 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_dema
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         source = BccSource(report.symbols, pid=pid, comm=comm, skip_recv=skip_recv, latency=latency,
-                           on_demand=on_demand)
+                           on_demand=on_demand, only=only)
     except (KeyboardInterrupt, Stop):
         fail("interrupted before tracing began; nothing is left attached", code=130)
     except AttachError as e:
@@ -145,15 +145,23 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_dema
     return source
 
 
-def drive(source, on_record, duration):
+def flow_probes(all_probes):
+    from nltrace.tracers.catalogue import FLOW_DEFAULT
+    return None if all_probes else FLOW_DEFAULT
+
+
+def drive(source, on_record, duration, on_batch=lambda: None):
     """Feed records to on_record until the duration ends, the input ends,
-    Ctrl-C or SIGTERM. Returns normally in every case."""
+    Ctrl-C or SIGTERM; on_batch after each batch the source delivered. Returns
+    normally in every case."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     deadline = time.monotonic() + duration if duration else None
     try:
         for raw in source.records():
             if raw is not None:
                 on_record(raw)
+                continue
+            on_batch()
             if deadline and time.monotonic() >= deadline:
                 break
     except (KeyboardInterrupt, Stop):
@@ -162,6 +170,7 @@ def drive(source, on_record, duration):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
     for raw in source.drain():
         on_record(raw)
+    on_batch()
 
 
 FILTER_OPTIONS = (
@@ -193,13 +202,15 @@ def main():
 @click.option("--input", "input_path", metavar="FILE|-",
               help="Render a recorded stream (nltrace record, nltrace-agent) instead of tracing.")
 @click.option("--no-recv", is_flag=True, help="Do not start trees at netlink_recvmsg.")
-def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, no_recv):
+@click.option("--all-probes", is_flag=True, help="Also the steps that add little and cost as much as "
+              "the others: rtnetlink_rcv, genl_rcv, __netlink_sendskb (see nltrace doctor).")
+def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, no_recv, all_probes):
     """Live call trees, one per netlink message."""
     filters = Filters(pid, comm, protocol, msg_type, errors_only, no_recv)
     if input_path:
         source = open_stream(input_path, "flow")
     else:
-        source = open_live_source(pid, comm, no_recv)
+        source = open_live_source(pid, comm, no_recv, only=flow_probes(all_probes))
 
     out = Console(highlight=False, soft_wrap=True)
     shown = malformed = 0
@@ -217,14 +228,13 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
             return
         shown += 1
         if as_json:
-            sys.stdout.write(json_line(tree) + "\n")
-            sys.stdout.flush()
+            sys.stdout.write(json_line(tree) + "\n")   # flushed once per batch: a write per tree costs
         else:
             t0 = tree["ts_ns"] if t0 is None else t0
             out.print(render_tree(tree, t0), crop=False)
 
     try:
-        drive(source, on_record, duration)
+        drive(source, on_record, duration, on_batch=sys.stdout.flush)
     except StreamError as e:
         click.echo(f"nltrace: {input_path}: {e}", err=True)
         source.close()
@@ -245,10 +255,11 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
 @click.option("-p", "--pid", type=int, help="Only this process (tgid).")
 @click.option("-d", "--duration", type=float, help="Stop after this many seconds.")
 @click.option("--no-recv", is_flag=True, help="Do not start trees at netlink_recvmsg.")
-def record(output, pid, duration, no_recv):
+@click.option("--all-probes", is_flag=True, help="As for flow.")
+def record(output, pid, duration, no_recv, all_probes):
     """Capture raw records to a stream, for `flow --input` later or elsewhere."""
     from nltrace.tracers.bcc_source import meta
-    source = open_live_source(pid, skip_recv=no_recv)
+    source = open_live_source(pid, skip_recv=no_recv, only=flow_probes(all_probes))
     out = sys.stdout.buffer if output == "-" else open(output, "wb")
     writer = StreamWriter(out, dict(meta(), probes=source.attached))
     known = set()
@@ -368,8 +379,10 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
         return
 
     want = resolve_type(msg_type, protocol)
+    from nltrace.tracers.catalogue import MESSAGE_TIMING
     source = open_live_source(pid, comm, skip_recv=by != "function", latency=want,
-                              on_demand=("mutex_lock",) if by == "rtnl" else ())
+                              on_demand=("mutex_lock",) if by == "rtnl" else (),
+                              only=None if by == "function" else MESSAGE_TIMING)
     signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.monotonic()
     deadline = started + duration if duration else None

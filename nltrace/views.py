@@ -1,6 +1,6 @@
 """Views of assembled trees: rich for people, JSON lines for machines."""
 
-import json
+import msgspec
 
 from rich.console import Group
 from rich.markup import escape
@@ -75,8 +75,13 @@ def _add(parent, children):
         _add(parent.add(_node_label(child)), child["children"])
 
 
+# msgspec: the same compact JSON as json.dumps, about six times faster, which
+# counts at thousands of trees per second.
+_JSON = msgspec.json.Encoder()
+
+
 def json_line(tree):
-    return json.dumps(tree, separators=(",", ":"))
+    return _JSON.encode(tree).decode()
 
 
 UNIT_LABEL = {"ns": "ns", "us": "µs", "ms": "ms"}

@@ -33,11 +33,13 @@ def _layout_cflags():
 class BccSource:
     """Compile, attach, and yield raw records until stop() or close()."""
 
-    def __init__(self, symbols, pid=None, comm=None, skip_recv=False, latency=None, on_demand=()):
+    def __init__(self, symbols, pid=None, comm=None, skip_recv=False, latency=None, on_demand=(),
+                 only=None):
         """symbols: catalogue name -> kernel symbol or None (features.probe()).
         latency: None for flow (a record per tree), or the kernel-side filters
         of nltrace latency as {"protocol": n, "type": n, "cmd": n} (None: any).
-        on_demand: catalogue probes marked on_demand to attach too."""
+        on_demand: catalogue probes marked on_demand to attach too.
+        only: attach only these catalogue probes (None: all)."""
         from bcc import BPF  # imported here so that doctor and --input work without BCC
 
         mode = [] if latency is None else ["-DNLT_LATENCY"]
@@ -64,16 +66,16 @@ class BccSource:
         if latency is None:
             self.bpf["events"].open_ring_buffer(self._on_record)
         try:
-            self.attached, self.missing = self._attach(symbols, set(on_demand))
+            self.attached, self.missing = self._attach(symbols, set(on_demand), only)
         except BaseException:   # AttachError, or Ctrl-C/SIGTERM halfway: detach what was attached
             self.bpf.cleanup()
             raise
 
-    def _attach(self, symbols, on_demand):
+    def _attach(self, symbols, on_demand, only):
         attached, missing = [], {}
         entries = []
         for probe in CATALOGUE:
-            if probe.on_demand and probe.name not in on_demand:
+            if probe.on_demand and probe.name not in on_demand or only is not None and probe.name not in only:
                 continue
             symbol = symbols.get(probe.name)
             if not symbol:

@@ -49,6 +49,23 @@ ON_DEMAND = {"mutex_lock"}
 # that no tree begins before the probes inside it exist.
 ROOT_FUNCTIONS = {"netlink_sendmsg", "netlink_recvmsg", "netlink_unicast", "netlink_broadcast"}
 
+# Left out of flow's trees unless asked for (--all-probes): each wraps a single
+# call of the node below it (rtnetlink_rcv and genl_rcv call netlink_rcv_skb;
+# netlink_unicast_kernel the protocol's input) or is the last step of one
+# (__netlink_sendskb queues the skb whose delivery netlink_unicast already
+# shows, with its return). They add little to a tree, and an entry and a
+# return probe per call is most of what tracing costs.
+FLOW_DETAIL = frozenset({"netlink_unicast_kernel", "rtnetlink_rcv", "genl_rcv", "netlink_sendskb",
+                         "__netlink_sendskb"})
+
+# What nltrace latency needs to time messages (--by message, process, rtnl):
+# the whole netlink_sendmsg, the message type (captured at the first
+# netlink_unicast) and a genl family's name (its doit/dumpit dispatch), plus
+# mutex_lock when it is asked for. Every other probe would only add cost: an
+# entry and a return probe per call is most of what tracing costs.
+MESSAGE_TIMING = frozenset({"netlink_sendmsg", "netlink_unicast", "genl_family_rcv_msg_doit",
+                            "genl_family_rcv_msg_dumpit", "mutex_lock"})
+
 TREE_FUNCTIONS = tuple(
     Probe(name, "function", (f"enter_{name}", f"exit_{name}"), *ROLES[name], on_demand=name in ON_DEMAND)
     for _, name in sorted(FUNC_NAMES.items())
@@ -66,3 +83,6 @@ CAPTURE_PROBES = (
 )
 
 CATALOGUE = TREE_FUNCTIONS + CAPTURE_PROBES
+
+# nltrace flow's default probe set.
+FLOW_DEFAULT = frozenset(p.name for p in CATALOGUE if not p.on_demand) - FLOW_DETAIL

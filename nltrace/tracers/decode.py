@@ -6,6 +6,7 @@ fields and complete attributes that fit in the capture.
 """
 
 import errno
+import functools
 import struct
 
 import pyroute2.netlink as nl
@@ -120,9 +121,19 @@ def _decode_body(cls, data, captured):
 def decode_message(data, protocol, genl_family=None):
     """Decode a captured message head. data: the captured bytes (may be cut
     short of the message). Returns the JSON contract's "message" object, or
-    None when fewer bytes than a netlink header were captured."""
+    None when fewer bytes than a netlink header were captured. The nested
+    values (flags, fields, attrs) are shared between calls: read them only."""
     if len(data) < NLMSG_HDRLEN:
         return None
+    seq, portid = struct.unpack_from("=II", data, 8)
+    # A process's messages mostly repeat but for seq and portid: decoding
+    # (pyroute2, the costliest step of a tree) is done once per distinct rest.
+    decoded = _decode_without_seq(data[:8] + bytes(8) + data[16:], protocol, genl_family)
+    return dict(decoded, seq=seq, portid=portid)
+
+
+@functools.lru_cache(maxsize=4096)
+def _decode_without_seq(data, protocol, genl_family):
     length, msg_type, flags, seq, portid = struct.unpack_from("=IHHII", data)
     proto = protocol_name(protocol)
     out = {"type": msg_type, "type_name": None, "flags": flag_names(flags, _kind(proto, msg_type)),

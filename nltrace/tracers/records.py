@@ -5,6 +5,7 @@ the kernel programs were compiled with; nothing is restated by hand.
 """
 
 import re
+import struct
 from importlib import resources
 
 import cffi
@@ -34,6 +35,26 @@ C = ffi.dlopen(None)
 RECORD_SIZE = ffi.sizeof("struct nlt_record")
 NODE_SIZE = ffi.sizeof("struct nlt_node")
 NODES_OFFSET = ffi.offsetof("struct nlt_record", "nodes")
+
+_STRUCT_CODES = {"unsigned char": "B", "unsigned short": "H", "unsigned int": "I",
+                 "unsigned long long": "Q", "int": "i", "long long": "q"}
+
+
+def _struct_of(ctype):
+    """A struct.Struct for a records.h struct of integer fields, made from
+    cffi's view of it (so the layout is still read from records.h only)."""
+    fmt, at = "=", 0
+    for _, field in ffi.typeof(ctype).fields:
+        fmt += "x" * (field.offset - at) + _STRUCT_CODES[field.type.cname]
+        at = field.offset + ffi.sizeof(field.type)
+    fmt += "x" * (ffi.sizeof(ctype) - at)
+    return struct.Struct(fmt)
+
+
+# struct nlt_node as a tuple, unpacked many at a time: far faster than
+# reading the fields one by one through cffi.
+NODE = _struct_of("struct nlt_node")
+MAX_NODES = C.NLT_MAX_NODES
 
 FUNC_PREFIX = "NLT_FN_"
 # func id -> kernel function name, from enum nlt_func
@@ -83,3 +104,9 @@ def parse_histograms(data):
         raw = hist_key(entries[i].key)
         (maxima if raw[1] == C.NLT_SLOT_MAX else counts)[raw] = entries[i].value
     return head.ts_ns, counts, maxima
+
+
+def node_tuples(rec):
+    """(start_ns, end_ns, ret, func, depth, pad, aux) of each node of a parsed record."""
+    n = min(rec.nr_nodes, MAX_NODES)
+    return NODE.iter_unpack(ffi.buffer(rec.nodes, n * NODE_SIZE))

@@ -10,7 +10,10 @@ from nltrace.tracers.catalogue import TREE_FUNCTIONS
 from nltrace.tracers.decode import decode_message, errno_name, protocol_name
 
 C = records.C
-VOID_FUNCTIONS = {p.name for p in TREE_FUNCTIONS if p.returns_void}
+_VOID = {p.name for p in TREE_FUNCTIONS if p.returns_void}
+# func id -> (kernel function name, returns void)
+FUNCS = {i: (name, name in _VOID) for i, name in records.FUNC_NAMES.items()}
+NETLINK_ACK = C.NLT_FN_netlink_ack
 
 
 def _cstr(char_array):
@@ -35,19 +38,19 @@ def nest(nodes):
 def assemble(rec, symbolize):
     """rec: a parsed struct nlt_record. symbolize: kernel address -> name or None."""
     nodes = []
-    for i in range(min(rec.nr_nodes, C.NLT_MAX_NODES)):
-        n = rec.nodes[i]
-        complete = n.end_ns != 0
-        func = records.FUNC_NAMES.get(n.func, f"func#{n.func}")
-        node = {"func": func,
-                "duration_ns": n.end_ns - n.start_ns if complete else None,
-                "ret": n.ret if complete and func not in VOID_FUNCTIONS else None,
-                "children": []}
-        if node["ret"] is not None and -4095 <= node["ret"] < 0:
-            node["errno"] = errno_name(n.ret)
-        if n.func == C.NLT_FN_netlink_ack:
-            node["ack_error"] = n.aux - (1 << 32) if n.aux >= 1 << 31 else n.aux
-        nodes.append((n.depth, node))
+    for start_ns, end_ns, ret, func_id, depth, _, aux in records.node_tuples(rec):
+        func, void = FUNCS.get(func_id) or (f"func#{func_id}", False)
+        if not end_ns:
+            node = {"func": func, "duration_ns": None, "ret": None, "children": []}
+        elif void:
+            node = {"func": func, "duration_ns": end_ns - start_ns, "ret": None, "children": []}
+        else:
+            node = {"func": func, "duration_ns": end_ns - start_ns, "ret": ret, "children": []}
+            if -4095 <= ret < 0:
+                node["errno"] = errno_name(ret)
+        if func_id == NETLINK_ACK:
+            node["ack_error"] = aux - (1 << 32) if aux >= 1 << 31 else aux
+        nodes.append((depth, node))
     root = nest(nodes)
 
     family = _cstr(rec.genl_family) or None
