@@ -1,7 +1,8 @@
 # nltrace: the user's verbs.
 #   make install   everything on a fresh Debian 12 machine (root)
 #   make demo      nltrace flow on real traffic (inside the test VM here)
-#   make test      every test: host tests, then the real-kernel tests in one VM boot
+#   make test      every test: host tests, the real-kernel tests in one VM boot, then
+#                  the BMC path on an emulated ARMv6 board (one boot)
 #   make vm CMD=.. any command inside the test VM
 #   make bench     overhead of nltrace and bpftrace in the VM (bench/RESULTS.md), host-side throughput
 SHELL := /bin/bash
@@ -9,9 +10,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := .cache/installed
 APT_PACKAGES := python3-venv python3-bpfcc bpfcc-tools bpftrace dwarves iproute2 strace \
-	qemu-system-x86 linux-image-amd64 linux-headers-amd64 bpftool gcc libc6-dev
+	qemu-system-x86 linux-image-amd64 linux-headers-amd64 bpftool gcc libc6-dev \
+	clang llvm libbpf-dev libelf-dev zlib1g-dev busybox-static \
+	gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-system-arm device-tree-compiler cpio
 
-.PHONY: install demo test test-host test-vm vm bench
+.PHONY: install demo test test-host test-vm test-arm vm bench
 
 install: $(STAMP)
 
@@ -25,7 +28,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 demo: install
 	tools/vm tools/demo
 
-test: test-host test-vm
+test: test-host test-vm test-arm
 
 test-host: install
 	$(PY) -m pytest -p no:cacheprovider tests/host
@@ -39,6 +42,12 @@ $(NLLOAD): bench/nlload.c
 # tests/vm includes the bench's minimal mode (tests/vm/test_bench.py)
 test-vm: install $(NLLOAD)
 	tools/vm $(PY) -m pytest -p no:cacheprovider -v tests/vm
+
+# The armel rpi kernel, its DWARF vmlinux and the libbpf sysroot, cached in
+# .cache/arm; tests/arm compares with the x86 trees test-vm leaves behind.
+test-arm: install
+	tools/arm/fetch
+	$(PY) -m pytest -p no:cacheprovider -v -s tests/arm
 
 vm: install
 	tools/vm bash -c '$(CMD)'

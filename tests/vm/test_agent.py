@@ -1,0 +1,109 @@
+"""nltrace-agent built for x86-64 (`nltrace build --target x86_64`), run in the
+test VM against the same workload as the BCC path, and compared with it.
+
+The build takes this kernel's BTF and /proc/kallsyms (Debian's System.map
+is a placeholder), the way a user without the -dbg package would. The
+agent's trees are also written to $NLTRACE_VM_OUT/agent-x86/reference.json:
+tests/arm compares the emulated ARM board's trees with them.
+"""
+
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, TREE_WAIT_S, Tracer
+
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from compare import NLLOAD_SENDS, nlload_sends, sent, summaries  # noqa: E402
+
+WORKLOAD = os.path.join(ROOT, "tests", "clients", "workload.sh")
+OUT = os.path.join(os.environ.get("NLTRACE_VM_OUT", "/tmp"), "agent-x86")
+
+
+@pytest.fixture(scope="module")
+def agent():
+    """The built agent's path (nlload is built beside it)."""
+    os.makedirs(OUT, exist_ok=True)
+    build = subprocess.run([sys.executable, "-m", "nltrace", "build", "--target", "x86_64",
+                            "--btf", "/sys/kernel/btf/vmlinux", "--system-map", "/proc/kallsyms",
+                            "--release", platform.release(), "-o", OUT], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    cc = subprocess.run(["gcc", "-O2", "-static", "-o", os.path.join(OUT, "nlload"),
+                         os.path.join(ROOT, "bench", "nlload.c")], capture_output=True, text=True)
+    assert cc.returncode == 0, cc.stderr
+    return os.path.join(OUT, "nltrace-agent")
+
+
+def run_agent(agent, args, workload):
+    """Start the agent, wait for its Tracing line, run workload (argv), then
+    Ctrl-C it. Returns (stdout bytes, stderr lines)."""
+    proc = subprocess.Popen([agent, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err = []
+    for line in proc.stderr:
+        err.append(line.decode().rstrip())
+        if line.startswith(b"Tracing"):
+            break
+    else:
+        raise AssertionError(f"the agent never attached: {err}")
+    subprocess.run(workload, check=True)
+    proc.send_signal(signal.SIGINT)
+    out, rest = proc.communicate(timeout=TREE_WAIT_S)
+    assert proc.returncode == 0, err + rest.decode().splitlines()
+    return out, err + rest.decode().splitlines()
+
+
+def render(command, stream, *args):
+    done = subprocess.run([sys.executable, "-m", "nltrace", command, "--input", stream, "--json", *args],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines()], done.stderr
+
+
+def test_agent_trees_match_the_bcc_path(agent):
+    stream = os.path.join(OUT, "flow.nltrace")
+    _, err = run_agent(agent, ["-o", stream], ["sh", WORKLOAD, OUT])
+    agent_trees, summary_line = render("flow", stream)
+    assert ", 0 lost," in summary_line, summary_line
+    with open(os.path.join(OUT, "reference.json"), "w") as f:
+        json.dump(agent_trees, f)
+
+    # Exactly the requests the workload sent, decoded.
+    sends = nlload_sends(agent_trees)
+    assert len(sends) == NLLOAD_SENDS, [t["message"] for t in sends]
+    assert [t["message"]["cmd_name"] for t in sends[:3]] == ["CTRL_CMD_GETFAMILY"] * 3
+    assert {t["handler"] for t in sends[:3]} == {"ctrl_getfamily"}
+    assert [t["error"]["name"] for t in sends[3:5]] == ["ENODEV", "ENODEV"]
+    assert sends[5]["message"]["type_name"] == "RTM_GETLINK" and sends[5]["handler"] == "rtnl_dump_ifinfo"
+
+    tracer = Tracer("--all-probes")
+    try:
+        done, bcc_trees = tracer.run(["sh", WORKLOAD, OUT])
+        assert done.returncode == 0, done.stderr
+    finally:
+        tracer.stop()
+    assert len(nlload_sends(bcc_trees)) == NLLOAD_SENDS
+    assert summaries(agent_trees, bcc_trees) == summaries(bcc_trees, agent_trees)
+    assert len(sent(agent_trees)) == len(sent(bcc_trees))
+
+
+def test_agent_latency_counts_exactly(agent):
+    stream = os.path.join(OUT, "latency.nltrace")
+    run_agent(agent, ["--latency", "-c", "nlload", "-o", stream],
+              [os.path.join(OUT, "nlload"), "get", "--count", "7"])
+    reports, _ = render("latency", stream, "--by", "message")
+    counts = {h["key"]: h["count"] for h in reports[-1]["histograms"]}
+    assert counts == {"RTM_GETLINK": 7}, counts
+
+
+def test_agent_text_mode(agent):
+    out, _ = run_agent(agent, ["--text", "-c", "nlload"], [os.path.join(OUT, "nlload"), "genl", "--count", "2"])
+    lines = out.decode().splitlines()
+    heads = [line for line in lines if not line.startswith((" ", "nltrace-agent:"))]   # one per tree
+    requests = [h for h in heads if "nlctrl cmd 3 handler ctrl_getfamily" in h]
+    assert len(heads) == 4 and len(requests) == 2, lines              # 2 sends, 2 reads
+    assert sum(1 for line in lines if line.startswith("  netlink_sendmsg ")) == 2
