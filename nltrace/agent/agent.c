@@ -82,16 +82,22 @@ static void die(const char *fmt, ...)
 	exit(1);
 }
 
-/* libbpf's own messages: its warnings while loading (a verifier log says
- * why a program was refused), but not while attaching, where each failure
- * gets one "not traced" line of ours. -v shows everything. */
+/* libbpf's own messages: its warnings while loading are kept and shown if
+ * the load fails for good (a verifier log says why a program was refused);
+ * none while attaching, where each failure gets one "not traced" line of
+ * ours. -v shows everything as it comes. */
 static bool attaching;
+static char load_log[16384];
 
 static int libbpf_log(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
-	if (!opt.verbose && (level == LIBBPF_DEBUG || attaching))
+	size_t len = strlen(load_log);
+
+	if (opt.verbose)
+		return vfprintf(stderr, fmt, ap);
+	if (level == LIBBPF_DEBUG || attaching)
 		return 0;
-	return vfprintf(stderr, fmt, ap);
+	return vsnprintf(load_log + len, sizeof(load_log) - len, fmt, ap);
 }
 
 static __u64 now_ns(void)
@@ -475,6 +481,7 @@ static void load_programs(void)
 
 	if (err == -524 && jit_enabled() == 1) {
 		bpf_object__close(obj);
+		load_log[0] = 0;
 		if (!set_jit(0))
 			die("this kernel's BPF JIT cannot compile the programs, and %s cannot be "
 			    "set to 0 (CONFIG_BPF_JIT_ALWAYS_ON?)", JIT_SYSCTL);
@@ -485,9 +492,11 @@ static void load_programs(void)
 				"programs (ENOTSUPP); they were loaded for the interpreter, and "
 				"bpf_jit_enable is 1 again for every other program\n");
 	}
-	if (err)
+	if (err) {
+		fputs(load_log, stderr);
 		die("cannot load the BPF programs: %s%s", strerror(-err),
 		    -err == EPERM ? " (run as root)" : "");
+	}
 }
 
 /* ---- main ------------------------------------------------------------------ */
