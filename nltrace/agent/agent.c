@@ -470,11 +470,12 @@ static int open_and_load(void)
 }
 
 /* The 32-bit ARM JIT of ARMv6 kernels keeps constants in a literal pool
- * that an instruction reaches only within 4 KB, so it cannot compile
- * programs as long as ours and the kernel then refuses them (ENOTSUPP,
- * 524). The JIT setting counts when a program is loaded, so the programs
- * are loaded with it off, for the interpreter, and it is switched back on
- * at once. */
+ * that an instruction reaches only within 4 KB, so it compiles programs of
+ * only about 200 instructions or fewer, and the kernel refuses longer ones
+ * (ENOTSUPP, 524). The flow programs fit; the latency programs that add to
+ * histograms do not. The JIT setting counts when a program is loaded, so
+ * those are loaded with it off, for the interpreter, and it is switched
+ * back on at once. */
 static void load_programs(void)
 {
 	int err = open_and_load();

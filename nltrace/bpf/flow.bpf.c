@@ -278,9 +278,19 @@ static __always_inline struct nlt_thread *enter(__u32 func, int may_root)
 	struct nlt_thread *t = thread_lookup(&tid);
 	__u32 zero = 0, depth, idx;
 
-	if (!t || !t->depth) {
-		if (!may_root)
-			return 0;
+	int fresh = !t || !t->depth;
+
+	if (fresh && !may_root)
+		return 0;
+	/* A syscall-level root while a tree is open: a return was missed
+	 * (kretprobe instances exhausted). The stale tree is counted as
+	 * incomplete and dropped, not sent: the 32-bit ARM JIT of ARMv6 kernels
+	 * compiles only programs of about 200 instructions or fewer (see
+	 * nltrace-agent), and these two entries are the longest. For the same
+	 * reason start_tree has one call site. */
+	if (!fresh && may_root == 2 && !t->skip)
+		count(NLT_CNT_INCOMPLETE);
+	if (fresh || may_root == 2) {
 		if (!t) {
 			struct nlt_thread *init = zero_thread_get(&zero);
 
@@ -289,14 +299,6 @@ static __always_inline struct nlt_thread *enter(__u32 func, int may_root)
 			t = thread_create(&tid, init);
 			if (!t)
 				return 0;
-		}
-		start_tree(t, pid_tgid);
-	} else if (may_root == 2) {
-		/* A syscall-level root while a tree is open: a return was missed
-		 * (kretprobe instances exhausted). Close the stale tree. */
-		if (!t->skip) {
-			t->rec.flags |= NLT_REC_INCOMPLETE;
-			tree_done(t);
 		}
 		start_tree(t, pid_tgid);
 	}
@@ -322,7 +324,10 @@ static __always_inline struct nlt_thread *enter(__u32 func, int may_root)
 	return t;
 }
 
-static __always_inline void leave(struct pt_regs *ctx, __u32 func)
+/* Return of a catalogue function. may_root: it can be a tree's root, so its
+ * return can end the tree (a constant: the other functions' programs leave
+ * tree_done out, which keeps them short). */
+static __always_inline void leave(struct pt_regs *ctx, __u32 func, int may_root)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct nlt_thread *t = thread_lookup(&tid);
@@ -346,7 +351,7 @@ static __always_inline void leave(struct pt_regs *ctx, __u32 func)
 		}
 	}
 	t->depth = d;
-	if (!d && !t->skip)
+	if (may_root && !d && !t->skip)
 		tree_done(t);
 }
 
@@ -416,9 +421,11 @@ static __always_inline __u64 rtnl_handler(void *nlh)
 /* Entry and return programs for a function with nothing more to read. */
 #define NLT_PLAIN_PROBES(fn) \
 	NLT_KPROBE(enter_##fn) { enter(NLT_FN_##fn, 0); return 0; } \
-	NLT_KRETPROBE(exit_##fn) { leave(ctx, NLT_FN_##fn); return 0; }
+	NLT_KRETPROBE(exit_##fn) { leave(ctx, NLT_FN_##fn, 0); return 0; }
 #define NLT_EXIT_PROBE(fn) \
-	NLT_KRETPROBE(exit_##fn) { leave(ctx, NLT_FN_##fn); return 0; }
+	NLT_KRETPROBE(exit_##fn) { leave(ctx, NLT_FN_##fn, 0); return 0; }
+#define NLT_ROOT_EXIT_PROBE(fn) \
+	NLT_KRETPROBE(exit_##fn) { leave(ctx, NLT_FN_##fn, 1); return 0; }
 
 /* A process's call on its socket starts a tree (may_root 2: a tree still
  * open on the thread is stale).
@@ -436,13 +443,13 @@ static __always_inline void socket_call(struct pt_regs *ctx, __u32 func, int may
 }
 
 NLT_KPROBE(enter_netlink_sendmsg) { socket_call(ctx, NLT_FN_netlink_sendmsg, 2); return 0; }
-NLT_EXIT_PROBE(netlink_sendmsg)
+NLT_ROOT_EXIT_PROBE(netlink_sendmsg)
 NLT_KPROBE(enter_netlink_recvmsg)
 {
 	socket_call(ctx, NLT_FN_netlink_recvmsg, config_get(NLT_CFG_SKIP_RECV) ? 0 : 2);
 	return 0;
 }
-NLT_EXIT_PROBE(netlink_recvmsg)
+NLT_ROOT_EXIT_PROBE(netlink_recvmsg)
 
 /* Delivery of an skb; starts a tree of its own when the kernel sends on its
  * own, and captures the message.
@@ -459,9 +466,9 @@ static __always_inline void delivery(struct pt_regs *ctx, __u32 func)
 }
 
 NLT_KPROBE(enter_netlink_unicast) { delivery(ctx, NLT_FN_netlink_unicast); return 0; }
-NLT_EXIT_PROBE(netlink_unicast)
+NLT_ROOT_EXIT_PROBE(netlink_unicast)
 NLT_KPROBE(enter_netlink_broadcast) { delivery(ctx, NLT_FN_netlink_broadcast); return 0; }
-NLT_EXIT_PROBE(netlink_broadcast)
+NLT_ROOT_EXIT_PROBE(netlink_broadcast)
 
 /* int rtnetlink_rcv_msg(struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *) */
 NLT_KPROBE(enter_rtnetlink_rcv_msg)
@@ -596,7 +603,7 @@ NLT_KRETPROBE(exit_mutex_lock)
 		return 0;
 	idx = t->stack[d];
 	if (idx < NLT_MAX_NODES && t->rec.nodes[idx].func == NLT_FN_mutex_lock)
-		leave(ctx, NLT_FN_mutex_lock);
+		leave(ctx, NLT_FN_mutex_lock, 0);
 	return 0;
 }
 

@@ -126,3 +126,10 @@ def test_text_mode_and_jit_setting(board, jit):
     assert sum(1 for line in lines if line.startswith("  netlink_sendmsg ")) == 2
     # the agent left the JIT as it found it
     assert (board / f"jit-after-jit{jit}").read_text().strip() == str(jit)
+
+
+def test_flow_programs_run_jit_compiled(board):
+    """With the JIT on, the flow programs load as they are (all fit the ARMv6
+    JIT); only the longer latency programs go to the interpreter."""
+    assert "interpreter" not in (board / "flow-jit1.err").read_text()
+    print((board / "latency-jit1.err").read_text())
