@@ -179,29 +179,27 @@ static int nr_symbols;
 
 static const char *symbolize(__u64 addr)
 {
-	char line[512], name[64], type;
+	char line[512], name[64], type, json[128];
 	unsigned long long a;
+	bool found = false;
 	FILE *f;
-	int i;
+	int i, n;
 
 	for (i = 0; i < nr_symbols; i++)
 		if (symbols[i].addr == addr)
 			return symbols[i].name;
 	if (nr_symbols == MAX_SYMBOLS || !(f = fopen("/proc/kallsyms", "r")))
 		return NULL;
-	snprintf(symbols[nr_symbols].name, sizeof(symbols[0].name), "0x%llx", (unsigned long long)addr);
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "%llx %c %63s", &a, &type, name) == 3 && a == addr) {
-			snprintf(symbols[nr_symbols].name, sizeof(symbols[0].name), "%s", name);
-			break;
-		}
+	while (!found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "%llx %c %63s", &a, &type, name) == 3 && a == addr;
 	fclose(f);
 	symbols[nr_symbols].addr = addr;
-	if (!opt.text && symbols[nr_symbols].name[0] != '0') {
-		char json[128];
-		int n = snprintf(json, sizeof(json), "{\"0x%llx\":\"%s\"}",
-				 (unsigned long long)addr, symbols[nr_symbols].name);
-
+	if (found)
+		snprintf(symbols[nr_symbols].name, sizeof(symbols[0].name), "%s", name);
+	else
+		snprintf(symbols[nr_symbols].name, sizeof(symbols[0].name), "0x%llx", (unsigned long long)addr);
+	if (found && !opt.text) {
+		n = snprintf(json, sizeof(json), "{\"0x%llx\":\"%s\"}", (unsigned long long)addr, name);
 		write_frame(NLT_FRAME_SYMBOLS, json, n, NULL, 0);
 	}
 	return symbols[nr_symbols++].name;
