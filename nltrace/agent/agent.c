@@ -487,8 +487,8 @@ static void load_programs(void)
 		err = open_and_load();
 		set_jit(1);
 		if (!err)
-			fprintf(stderr, "nltrace-agent: this kernel's BPF JIT cannot compile the "
-				"programs (ENOTSUPP); they were loaded for the interpreter, and "
+			fprintf(stderr, "nltrace-agent: this kernel's BPF JIT cannot compile programs "
+				"this long (ENOTSUPP); they were loaded for the interpreter, and "
 				"bpf_jit_enable is 1 again for every other program\n");
 	}
 	if (err) {
