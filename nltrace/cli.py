@@ -383,7 +383,6 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
     source = open_live_source(pid, comm, skip_recv=by != "function", latency=want,
                               on_demand=("mutex_lock",) if by == "rtnl" else (),
                               only=None if by == "function" else MESSAGE_TIMING)
-    signal.signal(signal.SIGTERM, _on_sigterm)
     started = time.monotonic()
     deadline = started + duration if duration else None
     next_report = started + interval if interval else None
