@@ -96,6 +96,9 @@ class StreamSource:
     def drain(self):
         return ()   # records() already read to the end
 
+    def discard(self):
+        return 0
+
     def counters(self):
         return self._counters
 
@@ -117,7 +120,8 @@ def open_stream(path, command):
     return source
 
 
-def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_demand=(), only=None):
+def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_demand=(), only=None,
+                     ring_mb=None):
     """Check the kernel, then compile and attach (BccSource's arguments).
     Exits with a plain message (never a traceback) when this kernel or
     process cannot trace."""
@@ -131,7 +135,7 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_dema
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         source = BccSource(report.symbols, pid=pid, comm=comm, skip_recv=skip_recv, latency=latency,
-                           on_demand=on_demand, only=only)
+                           on_demand=on_demand, only=only, ring_mb=ring_mb)
     except (KeyboardInterrupt, Stop):
         fail("interrupted before tracing began; nothing is left attached", code=130)
     except AttachError as e:
@@ -152,26 +156,49 @@ def flow_probes(all_probes):
 
 def drive(source, on_record, duration, on_batch=lambda: None):
     """Feed records to on_record until the duration ends, the input ends,
-    Ctrl-C or SIGTERM; on_batch after each batch the source delivered. Returns
-    normally in every case."""
+    Ctrl-C or SIGTERM, then the records still waiting; on_batch after each
+    batch the source delivered. A second Ctrl-C or SIGTERM skips the waiting
+    records. Returns how many were skipped."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     deadline = time.monotonic() + duration if duration else None
+    skipped = 0
     try:
-        for raw in source.records():
-            if raw is not None:
+        try:
+            for raw in source.records():
+                if raw is not None:
+                    on_record(raw)
+                    continue
+                on_batch()
+                if deadline and time.monotonic() >= deadline:
+                    break
+        except (KeyboardInterrupt, Stop):
+            pass
+        try:
+            for raw in source.drain():
                 on_record(raw)
-                continue
-            on_batch()
-            if deadline and time.monotonic() >= deadline:
-                break
-    except (KeyboardInterrupt, Stop):
-        pass
+        except (KeyboardInterrupt, Stop):
+            skipped = source.discard()
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    for raw in source.drain():
-        on_record(raw)
     on_batch()
+    return skipped
 
+
+def skipped_text(skipped):
+    return f", {skipped} skipped unread (interrupted while catching up)" if skipped else ""
+
+
+def _power_of_two(_ctx, _param, value):
+    if value is not None and (value < 1 or value & (value - 1)):
+        raise click.BadParameter("must be a power of two: 1, 2, 4, ...")
+    return value
+
+
+# 32 MiB hold a burst of about 90k trees while the reader stands back (pacing.py).
+buffer_option = click.option(
+    "--buffer-mb", type=int, default=32, show_default=True, callback=_power_of_two, metavar="N",
+    help="The kernel ring buffer, in MiB (a power of two). It holds a burst while nltrace "
+         "stands back; what it cannot hold is lost, and counted.")
 
 FILTER_OPTIONS = (
     click.option("-p", "--pid", type=int, help="Only this process (tgid)."),
@@ -204,13 +231,15 @@ def main():
 @click.option("--no-recv", is_flag=True, help="Do not start trees at netlink_recvmsg.")
 @click.option("--all-probes", is_flag=True, help="Also the steps that add little and cost as much as "
               "the others: rtnetlink_rcv, genl_rcv, __netlink_sendskb (see nltrace doctor).")
-def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, no_recv, all_probes):
+@buffer_option
+def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, no_recv, all_probes,
+         buffer_mb):
     """Live call trees, one per netlink message."""
     filters = Filters(pid, comm, protocol, msg_type, errors_only, no_recv)
     if input_path:
         source = open_stream(input_path, "flow")
     else:
-        source = open_live_source(pid, comm, no_recv, only=flow_probes(all_probes))
+        source = open_live_source(pid, comm, no_recv, only=flow_probes(all_probes), ring_mb=buffer_mb)
 
     out = Console(highlight=False, soft_wrap=True)
     shown = malformed = 0
@@ -234,7 +263,7 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
             out.print(render_tree(tree, t0), crop=False)
 
     try:
-        drive(source, on_record, duration, on_batch=sys.stdout.flush)
+        skipped = drive(source, on_record, duration, on_batch=sys.stdout.flush)
     except StreamError as e:
         click.echo(f"nltrace: {input_path}: {e}", err=True)
         source.close()
@@ -245,7 +274,8 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
     counts = source.counters()
     source.close()
     click.echo(f"nltrace: {shown} trees shown, {counts.get('lost', 0)} lost, "
-               f"{counts.get('truncated', 0)} truncated, {counts.get('incomplete', 0)} incomplete", err=True)
+               f"{counts.get('truncated', 0)} truncated, {counts.get('incomplete', 0)} incomplete"
+               + skipped_text(skipped), err=True)
     if malformed:
         fail(f"{malformed} malformed records were skipped")
 
@@ -256,10 +286,11 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
 @click.option("-d", "--duration", type=float, help="Stop after this many seconds.")
 @click.option("--no-recv", is_flag=True, help="Do not start trees at netlink_recvmsg.")
 @click.option("--all-probes", is_flag=True, help="As for flow.")
-def record(output, pid, duration, no_recv, all_probes):
+@buffer_option
+def record(output, pid, duration, no_recv, all_probes, buffer_mb):
     """Capture raw records to a stream, for `flow --input` later or elsewhere."""
     from nltrace.tracers.bcc_source import meta
-    source = open_live_source(pid, skip_recv=no_recv, only=flow_probes(all_probes))
+    source = open_live_source(pid, skip_recv=no_recv, only=flow_probes(all_probes), ring_mb=buffer_mb)
     out = sys.stdout.buffer if output == "-" else open(output, "wb")
     writer = StreamWriter(out, dict(meta(), probes=source.attached))
     known = set()
@@ -276,13 +307,13 @@ def record(output, pid, duration, no_recv, all_probes):
         writer.record(raw)
         count += 1
 
-    drive(source, on_record, duration)
+    skipped = drive(source, on_record, duration)
     counts = source.counters()
     writer.counters(counts)
     source.close()
     if out is not sys.stdout.buffer:
         out.close()
-    click.echo(f"nltrace: {count} records written, {counts['lost']} lost", err=True)
+    click.echo(f"nltrace: {count} records written, {counts['lost']} lost" + skipped_text(skipped), err=True)
 
 
 def resolve_type(msg_type, protocol):
@@ -455,10 +486,14 @@ def doctor():
         funcs = Table(show_header=True, header_style="bold", title="probe catalogue")
         for col in ("function", "kind", "attach to", "role"):
             funcs.add_column(col, overflow="fold")
-        from nltrace.tracers.catalogue import CATALOGUE
+        from nltrace.tracers.catalogue import CATALOGUE, needed
         for p in CATALOGUE:
             sym = report.symbols.get(p.name)
-            funcs.add_row(p.name, p.kind, sym or "[yellow]not traceable: left out of trees[/]", p.role)
+            if not sym:
+                sym = "[yellow]not traceable: left out of trees[/]"
+            elif not needed(p, report.symbols):
+                sym += " (not attached: what it stands in for is traceable)"
+            funcs.add_row(p.name, p.kind, sym, p.role)
         console.print(funcs)
     if report.can_trace:
         console.print("[green]nltrace flow can run here.[/]")

@@ -621,16 +621,14 @@ int main(int argc, char **argv)
 	deadline = opt.duration ? now_ns() + (__u64)(opt.duration * 1e9) : 0;
 	next_report = opt.interval ? now_ns() + (__u64)(opt.interval * 1e9) : 0;
 	while (!stopping && (!deadline || now_ns() < deadline)) {
+		usleep(100000);   /* the programs wake no one (BPF_RB_NO_WAKEUP) */
 		if (rb) {
-			err = ring_buffer__poll(rb, 100);
-			if (err < 0 && err != -EINTR)
+			err = ring_buffer__consume(rb);
+			if (err < 0)
 				die("reading the ring buffer: %s", strerror(-err));
-		} else {
-			usleep(100000);
-			if (next_report && now_ns() >= next_report) {
-				write_histograms(bpf_map__fd(bpf_object__find_map_by_name(obj, "hists")));
-				next_report += (__u64)(opt.interval * 1e9);
-			}
+		} else if (next_report && now_ns() >= next_report) {
+			write_histograms(bpf_map__fd(bpf_object__find_map_by_name(obj, "hists")));
+			next_report += (__u64)(opt.interval * 1e9);
 		}
 		fflush(out);
 	}

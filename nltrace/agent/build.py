@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from nltrace.agent import kernel_image
-from nltrace.tracers.catalogue import CATALOGUE, ROOT_FUNCTIONS, TREE_FUNCTIONS
+from nltrace.tracers.catalogue import CATALOGUE, ROOT_FUNCTIONS, TREE_FUNCTIONS, needed
 from nltrace.tracers.features import resolve_symbol
 from nltrace.tracers.layout import LayoutError, layout_cflags, read_layout
 from nltrace.tracers.records import FUNC_NAMES
@@ -81,9 +81,10 @@ def probe_table(image):
         else:
             symbol = resolve_symbol(probe, image.symbols)
         table.append((probe, symbol))
-    if not dict((p.name, s) for p, s in table).get("netlink_sendmsg"):
+    symbols = {p.name: s for p, s in table}
+    if not symbols.get("netlink_sendmsg"):
         raise BuildError("the kernel image has no netlink_sendmsg: not a kernel nltrace can trace")
-    return table
+    return [(p, s) for p, s in table if needed(p, symbols)]
 
 
 def _c_string(s):

@@ -75,7 +75,7 @@ static __always_inline __u64 *hist_get(struct nlt_hist_key *key, __u64 *zero)
 	return hists.lookup_or_try_init(key, zero);
 }
 #else
-static __always_inline int events_output(void *data, __u64 size) { return events.ringbuf_output(data, size, 0); }
+static __always_inline int events_output(void *data, __u64 size) { return events.ringbuf_output(data, size, BPF_RB_NO_WAKEUP); }
 #endif
 #else
 static __always_inline struct nlt_thread *thread_lookup(__u32 *tid) { return bpf_map_lookup_elem(&threads, tid); }
@@ -94,7 +94,7 @@ static __always_inline __u64 *hist_get(struct nlt_hist_key *key, __u64 *zero)
 	return bpf_map_lookup_elem(&hists, key);
 }
 #else
-static __always_inline int events_output(void *data, __u64 size) { return bpf_ringbuf_output(&events, data, size, 0); }
+static __always_inline int events_output(void *data, __u64 size) { return bpf_ringbuf_output(&events, data, size, BPF_RB_NO_WAKEUP); }
 #endif
 #endif
 
@@ -210,7 +210,9 @@ static __always_inline void tree_done(struct nlt_thread *t)
 #else
 static __always_inline void node_done(struct nlt_thread *t, __u32 func, __u64 ns) {}
 
-/* The root returned: the whole tree goes to user space as one record. */
+/* The root returned: the whole tree goes to user space as one record. No
+ * wakeup: the reader looks on its own timer, so a burst of messages costs the
+ * kernel no wakeups (nltrace/tracers/pacing.py). */
 static __always_inline void tree_done(struct nlt_thread *t)
 {
 	__u32 n = t->rec.nr_nodes;

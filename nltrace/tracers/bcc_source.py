@@ -1,20 +1,26 @@
 """The live event source: flow.bpf.c compiled by BCC against the running kernel."""
 
 import ctypes
+import mmap
 import os
+import signal
+import struct
 import sys
+import time
 from collections import deque
 from importlib import resources
 
 from nltrace.tracers import records
-from nltrace.tracers.catalogue import CATALOGUE, ROOT_FUNCTIONS
+from nltrace.tracers.catalogue import CATALOGUE, ROOT_FUNCTIONS, needed
 from nltrace.tracers.features import kallsyms_addresses
 from nltrace.tracers.layout import LayoutError, layout_cflags, read_layout
+from nltrace.tracers.pacing import Pacer
 
 BPF_DIR = resources.files("nltrace") / "bpf"
 # Threads blocked in netlink_recvmsg (daemons waiting for events) each hold a
 # kretprobe instance; the kernel's default of ~2 per CPU would run out.
 KRETPROBE_MAXACTIVE = 512
+CONSUME_BATCH = 64      # records taken out of the ring per libbpf call
 
 
 class AttachError(Exception):
@@ -34,15 +40,20 @@ class BccSource:
     """Compile, attach, and yield raw records until stop() or close()."""
 
     def __init__(self, symbols, pid=None, comm=None, skip_recv=False, latency=None, on_demand=(),
-                 only=None):
+                 only=None, ring_mb=None):
         """symbols: catalogue name -> kernel symbol or None (features.probe()).
         latency: None for flow (a record per tree), or the kernel-side filters
         of nltrace latency as {"protocol": n, "type": n, "cmd": n} (None: any).
         on_demand: catalogue probes marked on_demand to attach too.
-        only: attach only these catalogue probes (None: all)."""
+        only: attach only these catalogue probes (None: all).
+        ring_mb: flow's ring buffer size in MiB, a power of two."""
         from bcc import BPF  # imported here so that doctor and --input work without BCC
 
-        mode = [] if latency is None else ["-DNLT_LATENCY"]
+        if latency is None:
+            ring_bytes = ring_mb << 20
+            mode = [f"-DNLT_RINGBUF_PAGES={ring_bytes // mmap.PAGESIZE}"]
+        else:
+            mode = ["-DNLT_LATENCY"]
         self.bpf = BPF(src_file=str(BPF_DIR / "flow.bpf.c").encode(),
                        cflags=["-DNLT_BCC", f"-I{BPF_DIR}"] + _layout_cflags() + mode)
         # rtnetlink's dispatch table (to name handlers) and the RTNL mutex
@@ -65,6 +76,8 @@ class BccSource:
         self._symbols = {}
         if latency is None:
             self.bpf["events"].open_ring_buffer(self._on_record)
+            self._ring = RingPositions(self.bpf["events"].map_fd)
+            self._pacer = Pacer(ring_bytes)
         try:
             self.attached, self.missing = self._attach(symbols, set(on_demand), only)
         except BaseException:   # AttachError, or Ctrl-C/SIGTERM halfway: detach what was attached
@@ -76,6 +89,8 @@ class BccSource:
         entries = []
         for probe in CATALOGUE:
             if probe.on_demand and probe.name not in on_demand or only is not None and probe.name not in only:
+                continue
+            if not needed(probe, symbols):
                 continue
             symbol = symbols.get(probe.name)
             if not symbol:
@@ -105,14 +120,38 @@ class BccSource:
 
     def _on_record(self, _ctx, data, size):
         self._pending.append(ctypes.string_at(data, size))
+        return -1 if len(self._pending) >= CONSUME_BATCH else 0   # < 0: libbpf stops after this one
 
-    def records(self, poll_ms=100):
-        """Yield raw records forever; the caller stops iterating to end."""
+    def _next_batch(self):
+        """Take up to CONSUME_BATCH records out of the ring; False if it was empty."""
+        if not self._pending:
+            # Ctrl-C and SIGTERM wait while libbpf runs _on_record: an exception
+            # raised inside a ctypes callback is printed and dropped, and the
+            # tool would run on. Held, they are raised as soon as it returns.
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            try:
+                self.bpf.ring_buffer_consume()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        return bool(self._pending)
+
+    def records(self):
+        """Yield raw records forever, paced (pacing.py); the caller stops
+        iterating to end. The kernel wakes no one (BPF_RB_NO_WAKEUP): the
+        reader looks once per tick."""
+        behind = False
         while True:
-            self.bpf.ring_buffer_poll(poll_ms)
-            while self._pending:
+            tick_end = time.monotonic() + self._pacer.tick_s
+            budget_end = time.monotonic() + self._pacer.budget(self._ring.used(), behind)
+            behind = False
+            while self._next_batch():
+                if time.monotonic() >= budget_end:
+                    behind = True
+                    break
                 yield self._pending.popleft()
             yield None   # a heartbeat, so the caller can check its deadline
+            if not behind or self._pacer.in_burst:
+                time.sleep(max(0.0, tick_end - time.monotonic()))
 
     def symbolize(self, addr):
         name = self._symbols.get(addr)
@@ -146,12 +185,34 @@ class BccSource:
 
     def drain(self):
         """Records already in the ring buffer, read without waiting."""
-        self.bpf.ring_buffer_consume()
-        while self._pending:
+        while self._next_batch():
             yield self._pending.popleft()
+
+    def discard(self):
+        """Empty the ring without decoding; returns how many records it held."""
+        n = 0
+        while self._next_batch():
+            n += len(self._pending)
+            self._pending.clear()
+        return n
 
     def close(self):
         self.bpf.cleanup()
+
+
+class RingPositions:
+    """The kernel ring buffer's producer and consumer positions, read from
+    their mapped pages (read-only). Only a hint for pacing: libbpf reads
+    the records themselves, with the memory ordering that needs."""
+
+    def __init__(self, map_fd):
+        page = mmap.PAGESIZE
+        self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ, offset=0)
+        self._producer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
+
+    def used(self):
+        """Bytes written and not yet read."""
+        return struct.unpack_from("=Q", self._producer)[0] - struct.unpack_from("=Q", self._consumer)[0]
 
 
 def meta():

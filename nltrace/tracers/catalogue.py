@@ -20,6 +20,7 @@ class Probe:
     reads_args: bool     # reads arguments, so a compiler-altered variant (.isra) won't do
     returns_void: bool = False
     on_demand: bool = False   # attached only when asked for (it fires kernel-wide)
+    stands_in_for: tuple = ()   # attached only where one of these functions is not traceable
 
 
 # name -> (role, reads_args[, returns_void])
@@ -71,13 +72,17 @@ TREE_FUNCTIONS = tuple(
     for _, name in sorted(FUNC_NAMES.items())
 )
 
+GENL_DISPATCH = ("genl_family_rcv_msg_doit", "genl_family_rcv_msg_dumpit")
+
 CAPTURE_PROBES = (
     Probe("netlink_skb_destructor", "kprobe", ("capture_netlink_skb_destructor",),
           "not a node: captures the message a netlink_recvmsg read", True),
     Probe("genl_op_from_full", "kprobe", ("capture_genl_op_from_full",),
-          "not a node: names the genl family and handler where genl_family_rcv_msg_doit is inlined", True),
+          "not a node: names the genl family and handler where genl_family_rcv_msg_doit is inlined", True,
+          stands_in_for=GENL_DISPATCH),
     Probe("genl_op_from_small", "kprobe", ("capture_genl_op_from_small",),
-          "not a node: the same, for families with small ops (nlctrl)", True),
+          "not a node: the same, for families with small ops (nlctrl)", True,
+          stands_in_for=GENL_DISPATCH),
     Probe("netlink_extack", "raw_tracepoint", ("capture_netlink_extack",),
           "not a node: the extack message a handler set", True),
 )
@@ -86,3 +91,10 @@ CATALOGUE = TREE_FUNCTIONS + CAPTURE_PROBES
 
 # nltrace flow's default probe set.
 FLOW_DEFAULT = frozenset(p.name for p in CATALOGUE if not p.on_demand) - FLOW_DETAIL
+
+
+def needed(probe, symbols):
+    """Whether a probe is worth attaching, given what is traceable (name ->
+    symbol or None): one that stands in for inlined functions is not, where
+    they can be traced themselves (a probe hit costs even when it adds nothing)."""
+    return not probe.stands_in_for or not all(symbols.get(name) for name in probe.stands_in_for)

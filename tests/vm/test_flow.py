@@ -9,13 +9,14 @@ absent.
 """
 
 import json
+import os
 import re
 import subprocess
 import sys
 
 import pytest
 
-from conftest import CLIENT, Tracer
+from conftest import CLIENT, ROOT, Tracer
 from nltrace.tracers.catalogue import FLOW_DETAIL
 
 
@@ -300,3 +301,29 @@ def test_usersock_between_two_processes(tracer):
         assert_shape(t, N("netlink_recvmsg"))
         assert t["protocol"] == "NETLINK_USERSOCK"
 
+
+
+# --- a burst at full rate -----------------------------------------------
+
+NLLOAD = os.path.join(ROOT, ".cache", "bench", "nlload")   # built by `make test-vm`
+BURST = 10000
+
+
+def test_a_full_rate_burst_loses_no_tree(tracer):
+    """bench/nlload sends BURST RTM_GETLINKs back to back, far faster than
+    Python decodes trees under emulation: flow stands back while the ring
+    buffer holds the burst, then catches up (nltrace/tracers/pacing.py).
+    Every request and every read of its reply must come through, in order
+    (and the module's tracer must end with 0 lost)."""
+    assert os.access(NLLOAD, os.X_OK), "bench/nlload.c is not built: `make test-vm` builds it"
+    mark = tracer.mark()
+    load = subprocess.run([NLLOAD, "get", "--count", str(BURST)], capture_output=True, text=True)
+    assert load.returncode == 0, load.stderr
+    assert json.loads(load.stdout)["requests"] == BURST
+    trees = [t for t in tracer.trees_since(mark) if t["comm"] == "nlload"]
+    sends = [t for t in trees if t["root"]["func"] == "netlink_sendmsg"]
+    reads = [t for t in trees if t["root"]["func"] == "netlink_recvmsg"]
+    assert [t["message"]["seq"] for t in sends] == list(range(1, BURST + 1))
+    assert {t["message"]["type_name"] for t in sends} == {"RTM_GETLINK"}
+    assert {t["handler"] for t in sends} == {"rtnl_getlink"}
+    assert [t["message"]["seq"] for t in reads] == list(range(1, BURST + 1))
