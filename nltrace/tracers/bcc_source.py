@@ -183,15 +183,21 @@ class BccSource:
                 counts[raw] = sum(per_cpu)
         return counts, maxima
 
+    def _written_before(self, end):
+        """More records wait that were in the ring at position end? (The probes
+        are still attached: on a busy system the ring never empties.)"""
+        return bool(self._pending) or self._ring.consumer() < end and self._next_batch()
+
     def drain(self):
-        """Records already in the ring buffer, read without waiting."""
-        while self._next_batch():
+        """The records in the ring buffer now, read without waiting."""
+        end = self._ring.producer()
+        while self._written_before(end):
             yield self._pending.popleft()
 
     def discard(self):
-        """Empty the ring without decoding; returns how many records it held."""
-        n = 0
-        while self._next_batch():
+        """Skip the records in the ring now; returns how many."""
+        end, n = self._ring.producer(), 0
+        while self._written_before(end):
             n += len(self._pending)
             self._pending.clear()
         return n
@@ -210,9 +216,17 @@ class RingPositions:
         self._consumer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ, offset=0)
         self._producer = mmap.mmap(map_fd, page, mmap.MAP_SHARED, mmap.PROT_READ, offset=page)
 
+    def producer(self):
+        """Bytes written so far."""
+        return struct.unpack_from("=Q", self._producer)[0]
+
+    def consumer(self):
+        """Bytes read so far."""
+        return struct.unpack_from("=Q", self._consumer)[0]
+
     def used(self):
         """Bytes written and not yet read."""
-        return struct.unpack_from("=Q", self._producer)[0] - struct.unpack_from("=Q", self._consumer)[0]
+        return self.producer() - self.consumer()
 
 
 def meta():

@@ -32,7 +32,7 @@ class Tracer:
     (trees for flow, interval reports for latency)."""
 
     def __init__(self, *args, command="flow"):
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
         self.proc = subprocess.Popen([sys.executable, "-m", "nltrace", command, "--json", *args],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                      cwd=ROOT, env=env)
@@ -87,7 +87,15 @@ class Tracer:
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=TREE_WAIT_S)
+        try:
+            self.proc.wait(timeout=TREE_WAIT_S)
+        except subprocess.TimeoutExpired:
+            # SIGABRT makes faulthandler print where every thread of it is stuck
+            self.proc.send_signal(signal.SIGABRT)
+            self.proc.wait()
+            with self.cond:
+                self.cond.wait_for(lambda: False, 2)   # the stderr reader's last lines
+            raise AssertionError(f"nltrace did not end after SIGTERM; stderr: {self.stderr[-60:]}")
 
 
 @pytest.fixture(scope="module")
