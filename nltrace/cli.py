@@ -189,7 +189,7 @@ def skipped_text(skipped):
 
 
 def _power_of_two(_ctx, _param, value):
-    if value is not None and (value < 1 or value & (value - 1)):
+    if value < 1 or value & (value - 1):
         raise click.BadParameter("must be a power of two: 1, 2, 4, ...")
     return value
 

@@ -141,8 +141,9 @@ class BccSource:
         reader looks once per tick."""
         behind = False
         while True:
-            tick_end = time.monotonic() + self._pacer.tick_s
-            budget_end = time.monotonic() + self._pacer.budget(self._ring.used(), behind)
+            now = time.monotonic()
+            tick_end = now + self._pacer.tick_s
+            budget_end = now + self._pacer.budget(self._ring.used(), behind)
             behind = False
             while self._next_batch():
                 if time.monotonic() >= budget_end:
