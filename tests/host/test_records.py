@@ -3,7 +3,7 @@
 import re
 
 from nltrace.tracers import records
-from nltrace.tracers.catalogue import CATALOGUE, TREE_FUNCTIONS
+from nltrace.tracers.catalogue import CATALOGUE, GENL_DISPATCH, TREE_FUNCTIONS, needed
 from nltrace.tracers.layout import BPF_SOURCE
 
 
@@ -28,6 +28,18 @@ def test_every_catalogue_probe_has_its_programs():
 def test_catalogue_covers_the_enum_once():
     assert [p.name for p in TREE_FUNCTIONS] == [records.FUNC_NAMES[i] for i in sorted(records.FUNC_NAMES)]
     assert max(records.FUNC_NAMES) < records.C.NLT_FN_MAX
+
+
+def test_genl_op_captures_attach_only_where_the_genl_dispatch_is_inlined():
+    stand_ins = [p for p in CATALOGUE if p.stands_in_for == GENL_DISPATCH]
+    assert {p.name for p in stand_ins} == {"genl_op_from_full", "genl_op_from_small"}
+    both = {"genl_family_rcv_msg_doit": "genl_family_rcv_msg_doit",
+            "genl_family_rcv_msg_dumpit": "genl_family_rcv_msg_dumpit"}
+    for probe in stand_ins:
+        assert not needed(probe, both)                                             # x86 6.1
+        assert needed(probe, dict(both, genl_family_rcv_msg_doit=None))            # ARM 6.1: inlined
+        assert needed(probe, {})
+    assert all(needed(p, both) for p in CATALOGUE if not p.stands_in_for)
 
 
 def test_layout_has_no_implicit_padding():
