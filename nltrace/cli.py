@@ -17,12 +17,26 @@ from nltrace.tracers.trees import assemble
 from nltrace.views import json_line, render_histograms, render_tree
 
 
-class Stop(Exception):
-    """SIGTERM, handled like Ctrl-C."""
+class Stop(BaseException):
+    """Ctrl-C or SIGTERM. A BaseException, as KeyboardInterrupt is, so that an
+    `except Exception` does not catch it; and counted in Stop.signals,
+    because a bare `except:` (pyroute2 has some on the decoding path) can."""
+    signals = 0
 
 
-def _on_sigterm(_signo, _frame):
+def _on_stop_signal(_signo, _frame):
+    Stop.signals += 1
     raise Stop()
+
+
+def catch_stop_signals():
+    for signo in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signo, _on_stop_signal)
+
+
+def release_stop_signals():
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def fail(message, code=1):
@@ -132,11 +146,11 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_dema
         lines.append("Run `nltrace doctor` for the full report.")
         fail("\n".join(lines))
     from nltrace.tracers.bcc_source import AttachError, BccSource
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    catch_stop_signals()
     try:
         source = BccSource(report.symbols, pid=pid, comm=comm, skip_recv=skip_recv, latency=latency,
                            on_demand=on_demand, only=only, ring_mb=ring_mb)
-    except (KeyboardInterrupt, Stop):
+    except Stop:
         fail("interrupted before tracing began; nothing is left attached", code=130)
     except AttachError as e:
         fail(str(e))
@@ -159,27 +173,33 @@ def drive(source, on_record, duration, on_batch=lambda: None):
     Ctrl-C or SIGTERM, then the records still waiting; on_batch after each
     batch the source delivered. A second Ctrl-C or SIGTERM skips the waiting
     records. Returns how many were skipped."""
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    catch_stop_signals()
     deadline = time.monotonic() + duration if duration else None
     skipped = 0
     try:
+        seen = Stop.signals
         try:
             for raw in source.records():
+                if Stop.signals > seen:   # its exception was swallowed on the way
+                    break
                 if raw is not None:
                     on_record(raw)
                     continue
                 on_batch()
                 if deadline and time.monotonic() >= deadline:
                     break
-        except (KeyboardInterrupt, Stop):
+        except Stop:
             pass
+        seen = Stop.signals
         try:
             for raw in source.drain():
+                if Stop.signals > seen:
+                    raise Stop()
                 on_record(raw)
-        except (KeyboardInterrupt, Stop):
+        except Stop:
             skipped = source.discard()
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        release_stop_signals()
     on_batch()
     return skipped
 
@@ -424,10 +444,10 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
             if next_report and time.monotonic() >= next_report:
                 report(time.monotonic_ns(), *source.read_histograms())
                 next_report += interval
-    except (KeyboardInterrupt, Stop):
+    except Stop:
         pass
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        release_stop_signals()
     report(time.monotonic_ns(), *source.read_histograms())   # the last (or only) interval
     source.close()
 

@@ -128,8 +128,11 @@ class BccSource:
             # Ctrl-C and SIGTERM wait while libbpf runs _on_record: an exception
             # raised inside a ctypes callback is printed and dropped, and the
             # tool would run on. Held, they are raised as soon as it returns.
-            held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            # (The mask is read first: a signal handled by the blocking call
+            # itself would otherwise leave them blocked for good.)
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, ())
             try:
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
                 self.bpf.ring_buffer_consume()
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, held)
