@@ -148,7 +148,7 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_dema
     from nltrace.tracers.bcc_source import AttachError, BccSource
     catch_stop_signals()
     try:
-        source = BccSource(report.symbols, pid=pid, comm=comm, skip_recv=skip_recv, latency=latency,
+        source = BccSource(report.symbols, report.fentry, pid=pid, comm=comm, skip_recv=skip_recv, latency=latency,
                            on_demand=on_demand, only=only, ring_mb=ring_mb)
     except Stop:
         fail("interrupted before tracing began; nothing is left attached", code=130)
@@ -156,9 +156,12 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_dema
         fail(str(e))
     except Exception as e:   # BCC reports compile and load failures as bare Exception
         fail(f"could not load the BPF programs: {e}")
+    if source.fentry_failure:
+        click.echo(f"nltrace: fentry/fexit could not be used, kprobes instead: {source.fentry_failure}",
+                   err=True)
     missing = ", ".join(sorted(source.missing)) or "none"
-    click.echo(f"Tracing netlink: {len(source.attached)} probes attached, not traced: {missing}. "
-               "Ctrl-C to end.", err=True)
+    click.echo(f"Tracing netlink: {len(source.attached)} probes attached ({len(source.fentry)} by "
+               f"fentry/fexit), not traced: {missing}. Ctrl-C to end.", err=True)
     sys.stderr.flush()
     return source
 
@@ -513,7 +516,9 @@ def doctor():
                 sym = "[yellow]not traceable: left out of trees[/]"
             elif not needed(p, report.symbols):
                 sym += " (not attached: what it stands in for is traceable)"
-            funcs.add_row(p.name, p.kind, sym, p.role)
+            kind = p.kind if p.kind != "function" else (
+                "fentry+fexit" if p.name in report.fentry else "kprobe+kretprobe")
+            funcs.add_row(p.name, kind, sym, p.role)
         console.print(funcs)
     if report.can_trace:
         console.print("[green]nltrace flow can run here.[/]")

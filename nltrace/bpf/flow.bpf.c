@@ -238,6 +238,13 @@ static __always_inline void start_tree(struct nlt_thread *t, __u64 pid_tgid)
 
 	t->depth = 0;
 	t->skip = want && want != (pid_tgid >> 32);
+#ifdef NLT_BCC
+	/* BCC attaches fentry programs as it loads them, before the loader has
+	 * written the filters above or attached the other probes: no tree
+	 * starts until it says all is in place. (nltrace-agent configures first
+	 * and attaches the roots last.) */
+	t->skip |= !config_get(NLT_CFG_ARMED);
+#endif
 	if (!t->skip && (comm_lo || comm_hi)) {
 		bpf_get_current_comm(comm, sizeof(comm));
 		t->skip = comm[0] != comm_lo || comm[1] != comm_hi;
@@ -326,31 +333,28 @@ static __always_inline struct nlt_thread *enter(__u32 func, int may_root)
 	return t;
 }
 
-/* Return of a catalogue function. may_root: it can be a tree's root, so its
- * return can end the tree (a constant: the other functions' programs leave
- * tree_done out, which keeps them short). */
-static __always_inline void leave(struct pt_regs *ctx, __u32 func, int may_root)
+/* Return of a catalogue function, with its return value. may_root: it can be
+ * a tree's root, so its return can end the tree (a constant: the other
+ * functions' programs leave tree_done out, which keeps them short). */
+static __always_inline void leave(__u32 func, int may_root, long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct nlt_thread *t = thread_lookup(&tid);
-	__u32 d, idx;
+	__u32 d, idx = NLT_NO_NODE;
 
 	if (!t || !t->depth)
 		return;   /* the call began before we attached */
 	d = t->depth - 1;
-	if (!t->skip && d < NLT_MAX_DEPTH) {
+	if (!t->skip && d < NLT_MAX_DEPTH)
 		idx = t->stack[d];
-		if (idx < NLT_MAX_NODES) {
-			if (t->rec.nodes[idx].func == func) {
-				t->rec.nodes[idx].end_ns = bpf_ktime_get_ns();
-				/* every catalogue function returns int (or void) */
-				t->rec.nodes[idx].ret = (int)PT_REGS_RC(ctx);
-				node_done(t, func, t->rec.nodes[idx].end_ns - t->rec.nodes[idx].start_ns);
-			} else {
-				/* The return of an inner call was missed. */
-				t->rec.flags |= NLT_REC_INCOMPLETE;
-			}
-		}
+	if (idx < NLT_MAX_NODES && t->rec.nodes[idx].func == func) {
+		t->rec.nodes[idx].end_ns = bpf_ktime_get_ns();
+		t->rec.nodes[idx].ret = (int)ret;   /* every catalogue function returns int (or void) */
+		node_done(t, func, t->rec.nodes[idx].end_ns - t->rec.nodes[idx].start_ns);
+	} else if (func == NLT_FN_mutex_lock) {
+		return;   /* it runs everywhere: only the calls enter() recorded are nodes */
+	} else if (idx < NLT_MAX_NODES) {
+		t->rec.flags |= NLT_REC_INCOMPLETE;   /* the return of an inner call was missed */
 	}
 	t->depth = d;
 	if (may_root && !d && !t->skip)
@@ -420,100 +424,87 @@ static __always_inline __u64 rtnl_handler(void *nlh)
 	return fn;
 }
 
-/* Entry and return programs for a function with nothing more to read. */
-#define NLT_PLAIN_PROBES(fn) \
-	NLT_KPROBE(enter_##fn) { enter(NLT_FN_##fn, 0); return 0; } \
-	NLT_KRETPROBE(exit_##fn) { leave(ctx, NLT_FN_##fn, 0); return 0; }
-#define NLT_EXIT_PROBE(fn) \
-	NLT_KRETPROBE(exit_##fn) { leave(ctx, NLT_FN_##fn, 0); return 0; }
-#define NLT_ROOT_EXIT_PROBE(fn) \
-	NLT_KRETPROBE(exit_##fn) { leave(ctx, NLT_FN_##fn, 1); return 0; }
+/* The entry and return programs of a catalogue function, written once.
+ * on_entry is what the entry does (it may read the function's arguments with
+ * NLT_ARG(n)); the return closes the node. Each function gets a kprobe and a
+ * kretprobe, enter_<fn> and exit_<fn>; on the BCC path it also gets a fentry
+ * and a fexit program where the loader asks for them (compat.h). */
+#define NLT_FUNCTION(fn, may_root, on_entry) \
+	NLT_KPROBE(enter_##fn) { on_entry; return 0; } \
+	NLT_KRETPROBE(exit_##fn) { leave(NLT_FN_##fn, may_root, NLT_RET()); return 0; } \
+	NLT_FENTRY_PROGRAMS(fn, { on_entry; return 0; }, \
+			    { leave(NLT_FN_##fn, may_root, NLT_RET()); return 0; })
 
 /* A process's call on its socket starts a tree (may_root 2: a tree still
  * open on the thread is stale).
  * int netlink_sendmsg(struct socket *sock, struct msghdr *msg, size_t len)
  * int netlink_recvmsg(struct socket *sock, struct msghdr *msg, size_t len, int flags) */
-static __always_inline void socket_call(struct pt_regs *ctx, __u32 func, int may_root)
+static __always_inline void socket_call(__u32 func, int may_root, void *sock)
 {
 	struct nlt_thread *t = enter(func, may_root);
 	void *sk = 0;
 
 	if (t) {
-		NLT_READ(sk, NLT_ARG(1), socket, sk);
+		NLT_READ(sk, sock, socket, sk);
 		capture_protocol(t, sk);
 	}
 }
 
-NLT_KPROBE(enter_netlink_sendmsg) { socket_call(ctx, NLT_FN_netlink_sendmsg, 2); return 0; }
-NLT_ROOT_EXIT_PROBE(netlink_sendmsg)
-NLT_KPROBE(enter_netlink_recvmsg)
-{
-	socket_call(ctx, NLT_FN_netlink_recvmsg, config_get(NLT_CFG_SKIP_RECV) ? 0 : 2);
-	return 0;
-}
-NLT_ROOT_EXIT_PROBE(netlink_recvmsg)
+NLT_FUNCTION(netlink_sendmsg, 1, socket_call(NLT_FN_netlink_sendmsg, 2, NLT_ARG(1)))
+NLT_FUNCTION(netlink_recvmsg, 1,
+	     socket_call(NLT_FN_netlink_recvmsg, config_get(NLT_CFG_SKIP_RECV) ? 0 : 2, NLT_ARG(1)))
 
 /* Delivery of an skb; starts a tree of its own when the kernel sends on its
  * own, and captures the message.
  * int netlink_unicast(struct sock *ssk, struct sk_buff *skb, u32 portid, int nonblock)
  * int netlink_broadcast(struct sock *ssk, struct sk_buff *skb, u32 portid, u32 group, gfp_t) */
-static __always_inline void delivery(struct pt_regs *ctx, __u32 func)
+static __always_inline void delivery(__u32 func, void *ssk, void *skb)
 {
 	struct nlt_thread *t = enter(func, 1);
 
 	if (t) {
-		capture_protocol(t, NLT_ARG(1));
-		capture_skb(t, NLT_ARG(2));
+		capture_protocol(t, ssk);
+		capture_skb(t, skb);
 	}
 }
 
-NLT_KPROBE(enter_netlink_unicast) { delivery(ctx, NLT_FN_netlink_unicast); return 0; }
-NLT_ROOT_EXIT_PROBE(netlink_unicast)
-NLT_KPROBE(enter_netlink_broadcast) { delivery(ctx, NLT_FN_netlink_broadcast); return 0; }
-NLT_ROOT_EXIT_PROBE(netlink_broadcast)
+NLT_FUNCTION(netlink_unicast, 1, delivery(NLT_FN_netlink_unicast, NLT_ARG(1), NLT_ARG(2)))
+NLT_FUNCTION(netlink_broadcast, 1, delivery(NLT_FN_netlink_broadcast, NLT_ARG(1), NLT_ARG(2)))
 
 /* int rtnetlink_rcv_msg(struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *) */
-NLT_KPROBE(enter_rtnetlink_rcv_msg)
+static __always_inline void rtnl_dispatch(void *nlh)
 {
 	struct nlt_thread *t = enter(NLT_FN_rtnetlink_rcv_msg, 0);
 
 	if (t && !t->rec.handler)
-		t->rec.handler = rtnl_handler(NLT_ARG(2));
-	return 0;
+		t->rec.handler = rtnl_handler(nlh);
 }
-NLT_EXIT_PROBE(rtnetlink_rcv_msg)
+
+NLT_FUNCTION(rtnetlink_rcv_msg, 0, rtnl_dispatch(NLT_ARG(2)))
 
 /* The family and the handler of a generic netlink message.
  * int genl_family_rcv_msg_doit/dumpit(const struct genl_family *family,
  *	struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *extack,
  *	const struct genl_ops *ops, int hdrlen, struct net *net) */
-static __always_inline void genl_dispatch(struct pt_regs *ctx, __u32 func, int dump)
+static __always_inline void genl_dispatch(__u32 func, int dump, void *family, void *ops)
 {
 	struct nlt_thread *t = enter(func, 0);
 	void *handler = 0;
 
 	if (!t || t->rec.genl_family[0])
 		return;
-	NLT_READ(t->rec.genl_family, NLT_ARG(1), genl_family, name);
+	NLT_READ(t->rec.genl_family, family, genl_family, name);
 	if (dump)
-		NLT_READ(handler, NLT_ARG(5), genl_ops, dumpit);
+		NLT_READ(handler, ops, genl_ops, dumpit);
 	else
-		NLT_READ(handler, NLT_ARG(5), genl_ops, doit);
+		NLT_READ(handler, ops, genl_ops, doit);
 	t->rec.handler = (__u64)handler;
 }
 
-NLT_KPROBE(enter_genl_family_rcv_msg_doit)
-{
-	genl_dispatch(ctx, NLT_FN_genl_family_rcv_msg_doit, 0);
-	return 0;
-}
-NLT_EXIT_PROBE(genl_family_rcv_msg_doit)
-NLT_KPROBE(enter_genl_family_rcv_msg_dumpit)
-{
-	genl_dispatch(ctx, NLT_FN_genl_family_rcv_msg_dumpit, 1);
-	return 0;
-}
-NLT_EXIT_PROBE(genl_family_rcv_msg_dumpit)
+NLT_FUNCTION(genl_family_rcv_msg_doit, 0,
+	     genl_dispatch(NLT_FN_genl_family_rcv_msg_doit, 0, NLT_ARG(1), NLT_ARG(5)))
+NLT_FUNCTION(genl_family_rcv_msg_dumpit, 0,
+	     genl_dispatch(NLT_FN_genl_family_rcv_msg_dumpit, 1, NLT_ARG(1), NLT_ARG(5)))
 
 /* Where genl_family_rcv_msg_doit/dumpit are inlined (Debian's ARM 6.1
  * kernel), the family and handler come from the function that copies the
@@ -521,11 +512,10 @@ NLT_EXIT_PROBE(genl_family_rcv_msg_dumpit)
  * void genl_op_from_full/small(const struct genl_family *family, unsigned int i,
  *			     struct genl_ops *op)
  * The handler's ops array entry is read directly; `op` is filled only later. */
-static __always_inline void genl_op_found(struct pt_regs *ctx, int small)
+static __always_inline void genl_op_found(void *family, __u64 i, int small)
 {
 	struct nlt_thread *t = current_tree();
-	void *family = NLT_ARG(1);
-	__u64 i = (unsigned long)NLT_ARG(2), ops = 0, handler = 0;
+	__u64 ops = 0, handler = 0;
 	__u16 flags = 0;
 	int dump;
 
@@ -550,15 +540,14 @@ static __always_inline void genl_op_found(struct pt_regs *ctx, int small)
 		t->rec.handler = handler;
 }
 
-NLT_KPROBE(capture_genl_op_from_full) { genl_op_found(ctx, 0); return 0; }
-NLT_KPROBE(capture_genl_op_from_small) { genl_op_found(ctx, 1); return 0; }
+NLT_KPROBE(capture_genl_op_from_full) { genl_op_found(NLT_ARG(1), (unsigned long)NLT_ARG(2), 0); return 0; }
+NLT_KPROBE(capture_genl_op_from_small) { genl_op_found(NLT_ARG(1), (unsigned long)NLT_ARG(2), 1); return 0; }
 
 /* void netlink_ack(struct sk_buff *in_skb, struct nlmsghdr *nlh, int err,
  *		    const struct netlink_ext_ack *extack) */
-NLT_KPROBE(enter_netlink_ack)
+static __always_inline void ack(int err)
 {
 	struct nlt_thread *t = enter(NLT_FN_netlink_ack, 0);
-	int err = (int)(long)PT_REGS_PARM3(ctx);
 
 	if (t) {
 		__u32 idx = t->rec.nr_nodes - 1;
@@ -568,46 +557,30 @@ NLT_KPROBE(enter_netlink_ack)
 		if (err && !t->rec.error)
 			t->rec.error = err;
 	}
-	return 0;
 }
-NLT_EXIT_PROBE(netlink_ack)
 
-NLT_PLAIN_PROBES(netlink_unicast_kernel)
-NLT_PLAIN_PROBES(rtnetlink_rcv)
-NLT_PLAIN_PROBES(genl_rcv)
-NLT_PLAIN_PROBES(netlink_rcv_skb)
-NLT_PLAIN_PROBES(genl_rcv_msg)
-NLT_PLAIN_PROBES(netlink_dump)
-NLT_PLAIN_PROBES(netlink_sendskb)
-NLT_PLAIN_PROBES(__netlink_sendskb)
+NLT_FUNCTION(netlink_ack, 0, ack((int)(long)NLT_ARG(3)))
+
+NLT_FUNCTION(netlink_unicast_kernel, 0, enter(NLT_FN_netlink_unicast_kernel, 0))
+NLT_FUNCTION(rtnetlink_rcv, 0, enter(NLT_FN_rtnetlink_rcv, 0))
+NLT_FUNCTION(genl_rcv, 0, enter(NLT_FN_genl_rcv, 0))
+NLT_FUNCTION(netlink_rcv_skb, 0, enter(NLT_FN_netlink_rcv_skb, 0))
+NLT_FUNCTION(genl_rcv_msg, 0, enter(NLT_FN_genl_rcv_msg, 0))
+NLT_FUNCTION(netlink_dump, 0, enter(NLT_FN_netlink_dump, 0))
+NLT_FUNCTION(netlink_sendskb, 0, enter(NLT_FN_netlink_sendskb, 0))
+NLT_FUNCTION(__netlink_sendskb, 0, enter(NLT_FN___netlink_sendskb, 0))
 
 /* The RTNL wait. rtnl_lock() is inlined into rtnetlink_rcv_msg, so the probe
- * sits on mutex_lock(struct mutex *) and records only calls on rtnl_mutex.
- * mutex_lock runs everywhere: these two are attached on demand (latency --by
- * rtnl), and the return only closes a node that is on top of the stack. */
-NLT_KPROBE(enter_mutex_lock)
+ * sits on mutex_lock(struct mutex *) and records only calls on rtnl_mutex,
+ * inside a recorded tree (leave() closes only those). mutex_lock runs
+ * everywhere: it is attached on demand (latency --by rtnl). */
+static __always_inline void rtnl_wait(void *lock)
 {
-	/* only inside a recorded tree, so that the return below can close it */
-	if ((__u64)NLT_ARG(1) == config_get(NLT_CFG_RTNL_MUTEX) && current_tree())
+	if ((__u64)lock == config_get(NLT_CFG_RTNL_MUTEX) && current_tree())
 		enter(NLT_FN_mutex_lock, 0);
-	return 0;
 }
 
-NLT_KRETPROBE(exit_mutex_lock)
-{
-	struct nlt_thread *t = current_tree();
-	__u32 d, idx;
-
-	if (!t)
-		return 0;
-	d = t->depth - 1;
-	if (d >= NLT_MAX_DEPTH)
-		return 0;
-	idx = t->stack[d];
-	if (idx < NLT_MAX_NODES && t->rec.nodes[idx].func == NLT_FN_mutex_lock)
-		leave(ctx, NLT_FN_mutex_lock, 0);
-	return 0;
-}
+NLT_FUNCTION(mutex_lock, 0, rtnl_wait(NLT_ARG(1)))
 
 /* Not a tree node: when a netlink skb is freed while a netlink_recvmsg tree
  * is open, it is the message that recvmsg just copied to the reader. */

@@ -53,7 +53,8 @@ enum nlt_config {
 	NLT_CFG_TYPE = 6,            /* latency: only this nlmsg_type + 1 (0: all) */
 	NLT_CFG_CMD = 7,             /* latency: only this genl cmd + 1 (0: all) */
 	NLT_CFG_RTNL_MUTEX = 8,      /* address of rtnl_mutex */
-	NLT_CFG_MAX = 9,
+	NLT_CFG_ARMED = 9,           /* BCC: set once every probe is attached and configured */
+	NLT_CFG_MAX = 10,
 };
 
 /* Indexes of the per-CPU counter array. */

@@ -11,12 +11,13 @@ from collections import deque
 from importlib import resources
 
 from nltrace.tracers import records
-from nltrace.tracers.catalogue import CATALOGUE, ROOT_FUNCTIONS, needed
+from nltrace.tracers.catalogue import CATALOGUE, TREE_FUNCTIONS, needed
 from nltrace.tracers.features import kallsyms_addresses
 from nltrace.tracers.layout import LayoutError, layout_cflags, read_layout
 from nltrace.tracers.pacing import Pacer
 
 BPF_DIR = resources.files("nltrace") / "bpf"
+BPF_SOURCE = str(BPF_DIR / "flow.bpf.c").encode()
 # Threads blocked in netlink_recvmsg (daemons waiting for events) each hold a
 # kretprobe instance; the kernel's default of ~2 per CPU would run out.
 KRETPROBE_MAXACTIVE = 512
@@ -25,6 +26,27 @@ CONSUME_BATCH = 64      # records taken out of the ring per libbpf call
 
 class AttachError(Exception):
     pass
+
+
+def _plan(symbols, on_demand, only):
+    """The catalogue probes to attach, as [(probe, symbol)], and {name: why
+    not} for those that cannot be."""
+    wanted, missing = [], {}
+    for probe in CATALOGUE:
+        if probe.on_demand and probe.name not in on_demand or only is not None and probe.name not in only:
+            continue
+        if not needed(probe, symbols):
+            continue
+        if symbols.get(probe.name):
+            wanted.append((probe, symbols[probe.name]))
+        else:
+            missing[probe.name] = "not traceable on this kernel (absent or inlined)"
+    return wanted, missing
+
+
+def _fentry_cflags(fentry):
+    """-DNLT_FENTRY_<fn>=0|1 for every catalogue function (compat.h)."""
+    return [f"-DNLT_FENTRY_{probe.name}={int(probe.name in fentry)}" for probe in TREE_FUNCTIONS]
 
 
 def _layout_cflags():
@@ -39,9 +61,11 @@ def _layout_cflags():
 class BccSource:
     """Compile, attach, and yield raw records until stop() or close()."""
 
-    def __init__(self, symbols, pid=None, comm=None, skip_recv=False, latency=None, on_demand=(),
-                 only=None, ring_mb=None):
+    def __init__(self, symbols, fentry=frozenset(), pid=None, comm=None, skip_recv=False, latency=None,
+                 on_demand=(), only=None, ring_mb=None):
         """symbols: catalogue name -> kernel symbol or None (features.probe()).
+        fentry: catalogue functions that may be probed with fentry/fexit
+        instead of kprobe/kretprobe (features.probe()).
         latency: None for flow (a record per tree), or the kernel-side filters
         of nltrace latency as {"protocol": n, "type": n, "cmd": n} (None: any).
         on_demand: catalogue probes marked on_demand to attach too.
@@ -49,13 +73,26 @@ class BccSource:
         ring_mb: flow's ring buffer size in MiB, a power of two."""
         from bcc import BPF  # imported here so that doctor and --input work without BCC
 
+        wanted, self.missing = _plan(symbols, set(on_demand), only)
         if latency is None:
             ring_bytes = ring_mb << 20
             mode = [f"-DNLT_RINGBUF_PAGES={ring_bytes // mmap.PAGESIZE}"]
         else:
             mode = ["-DNLT_LATENCY"]
-        self.bpf = BPF(src_file=str(BPF_DIR / "flow.bpf.c").encode(),
-                       cflags=["-DNLT_BCC", f"-I{BPF_DIR}"] + _layout_cflags() + mode)
+        cflags = ["-DNLT_BCC", f"-I{BPF_DIR}"] + _layout_cflags() + mode
+        # BCC attaches the fentry/fexit programs as it loads them; they stay
+        # idle until the config says armed, below.
+        self.fentry = {probe.name for probe, _ in wanted if probe.name in fentry}
+        self.fentry_failure = None
+        try:
+            self.bpf = BPF(src_file=BPF_SOURCE, cflags=cflags + _fentry_cflags(self.fentry))
+        except Exception as e:  # BCC raises bare Exception
+            if not self.fentry:
+                raise
+            # e.g. a kernel before 5.17, without the helpers that read a
+            # fentry program's arguments: kprobes do everything
+            self.fentry_failure, self.fentry = str(e), set()
+            self.bpf = BPF(src_file=BPF_SOURCE, cflags=cflags + _fentry_cflags(set()))
         # rtnetlink's dispatch table (to name handlers) and the RTNL mutex
         symbols_at = kallsyms_addresses("rtnl_msg_handlers", "rtnl_mutex")
         settings = {records.C.NLT_CFG_PID: pid or 0, records.C.NLT_CFG_SKIP_RECV: int(skip_recv),
@@ -68,9 +105,9 @@ class BccSource:
         for name, value in (latency or {}).items():
             if value is not None:   # stored + 1, so that 0 means "any"
                 settings[getattr(records.C, f"NLT_CFG_{name.upper()}")] = value + 1
-        config = self.bpf["config"]
+        self._config = self.bpf["config"]
         for index, value in settings.items():
-            config[ctypes.c_int(index)] = ctypes.c_ulonglong(value)
+            self._set(index, value)
 
         self._pending = deque()
         self._symbols = {}
@@ -79,44 +116,38 @@ class BccSource:
             self._ring = RingPositions(self.bpf["events"].map_fd)
             self._pacer = Pacer(ring_bytes)
         try:
-            self.attached, self.missing = self._attach(symbols, set(on_demand), only)
+            self.attached = self._attach(wanted)
         except BaseException:   # AttachError, or Ctrl-C/SIGTERM halfway: detach what was attached
             self.bpf.cleanup()
             raise
+        self._set(records.C.NLT_CFG_ARMED, 1)   # every probe is in place: trees may start
 
-    def _attach(self, symbols, on_demand, only):
-        attached, missing = [], {}
-        entries = []
-        for probe in CATALOGUE:
-            if probe.on_demand and probe.name not in on_demand or only is not None and probe.name not in only:
-                continue
-            if not needed(probe, symbols):
-                continue
-            symbol = symbols.get(probe.name)
-            if not symbol:
-                missing[probe.name] = "not traceable on this kernel (absent or inlined)"
-                continue
+    def _set(self, index, value):
+        self._config[ctypes.c_int(index)] = ctypes.c_ulonglong(value)
+
+    def _attach(self, wanted):
+        """Attach what BCC has not (all but the fentry/fexit programs); the
+        names of the attached probes."""
+        attached = []
+        for probe, symbol in wanted:
             try:
-                if probe.kind == "raw_tracepoint":
+                if probe.name in self.fentry:
+                    pass   # attached by BCC as it loaded them
+                elif probe.kind == "raw_tracepoint":
                     self.bpf.attach_raw_tracepoint(tp=symbol.encode(), fn_name=probe.programs[0].encode())
-                    attached.append(probe.name)
-                    continue
-                if probe.kind == "function":
-                    self.bpf.attach_kretprobe(event=symbol.encode(), fn_name=probe.programs[1].encode(),
-                                              maxactive=KRETPROBE_MAXACTIVE)
-                entries.append((probe, symbol))
-            except Exception as e:  # BCC raises bare Exception
-                missing[probe.name] = f"attach failed: {e}"
-        entries.sort(key=lambda ps: ps[0].name in ROOT_FUNCTIONS)
-        for probe, symbol in entries:
-            try:
-                self.bpf.attach_kprobe(event=symbol.encode(), fn_name=probe.programs[0].encode())
+                else:
+                    # the return first, so that no call's entry is seen without its return
+                    if probe.kind == "function":
+                        self.bpf.attach_kretprobe(event=symbol.encode(), fn_name=probe.programs[1].encode(),
+                                                  maxactive=KRETPROBE_MAXACTIVE)
+                    self.bpf.attach_kprobe(event=symbol.encode(), fn_name=probe.programs[0].encode())
                 attached.append(probe.name)
-            except Exception as e:
-                missing[probe.name] = f"attach failed: {e}"
+            except Exception as e:  # BCC raises bare Exception
+                self.missing[probe.name] = f"attach failed: {e}"
         if not attached:
-            raise AttachError("no probe could be attached: " + "; ".join(f"{k}: {v}" for k, v in missing.items()))
-        return attached, missing
+            raise AttachError("no probe could be attached: " +
+                              "; ".join(f"{k}: {v}" for k, v in self.missing.items()))
+        return attached
 
     def _on_record(self, _ctx, data, size):
         self._pending.append(ctypes.string_at(data, size))

@@ -1,6 +1,8 @@
 """What the running kernel and this process allow: the facts behind `nltrace doctor`
 and the checks `nltrace flow` makes before it tries to attach."""
 
+import ctypes
+import ctypes.util
 import os
 import platform
 import re
@@ -34,6 +36,7 @@ class Report:
     arch: str
     checks: list = field(default_factory=list)
     symbols: dict = field(default_factory=dict)   # catalogue name -> symbol to attach, or None
+    fentry: frozenset = frozenset()   # catalogue functions that can be probed with fentry/fexit
 
     @property
     def can_trace(self):
@@ -102,6 +105,73 @@ def resolve_symbol(probe, traceable):
         return None
     variant = re.compile(re.escape(probe.name) + r"\.(isra|constprop)\.\d+$")
     return next((s for s in sorted(traceable) if variant.match(s)), None)
+
+
+BTF_KIND_FUNC = 12
+# x86-64's BPF trampoline took at most 6 arguments until Linux 6.6 (more:
+# ENOTSUPP, as on the 6.1 kernel we test); functions with more keep kprobes.
+TRAMPOLINE_MAX_ARGS = 6
+
+
+class _BtfType(ctypes.Structure):
+    """struct btf_type (include/uapi/linux/btf.h): a FUNC's `type` is its
+    prototype, whose vlen (the low 16 bits of info) counts the arguments."""
+    _fields_ = [("name_off", ctypes.c_uint32), ("info", ctypes.c_uint32), ("type", ctypes.c_uint32)]
+
+
+def btf_functions(names):
+    """{name: number of arguments} for the names that the running kernel's
+    BTF describes as functions (fentry/fexit attach by BTF id), read with
+    libbpf, the library BCC itself is built on. Raises OSError when libbpf or
+    the BTF cannot be read."""
+    path = ctypes.util.find_library("bpf")
+    if not path:
+        raise OSError("libbpf is not installed")
+    libbpf = ctypes.CDLL(path, use_errno=True)
+    libbpf.btf__load_vmlinux_btf.restype = ctypes.c_void_p
+    libbpf.btf__find_by_name_kind.argtypes = (ctypes.c_void_p, ctypes.c_char_p, ctypes.c_uint32)
+    libbpf.btf__type_by_id.argtypes = (ctypes.c_void_p, ctypes.c_uint32)
+    libbpf.btf__type_by_id.restype = ctypes.POINTER(_BtfType)
+    libbpf.btf__free.argtypes = (ctypes.c_void_p,)
+    btf = libbpf.btf__load_vmlinux_btf()
+    if not btf:
+        raise OSError(ctypes.get_errno(), f"cannot read the kernel's BTF: {os.strerror(ctypes.get_errno())}")
+    try:
+        found = {}
+        for name in names:
+            func = libbpf.btf__find_by_name_kind(btf, name.encode(), BTF_KIND_FUNC)
+            if func > 0:
+                proto = libbpf.btf__type_by_id(btf, libbpf.btf__type_by_id(btf, func).contents.type)
+                found[name] = proto.contents.info & 0xffff
+        return found
+    finally:
+        libbpf.btf__free(btf)
+
+
+def fentry_check(symbols):
+    """Which catalogue functions can be probed with fentry/fexit, and the
+    check's detail. BPF trampolines exist on x86-64 only (BCC checks the
+    same), and need the kernel's BTF; a function qualifies when it is traced
+    under its own name (not a compiler variant), BTF knows it, and the
+    trampoline takes its arguments."""
+    if platform.machine() != "x86_64":
+        return frozenset(), f"no BPF trampolines on {platform.machine()}: kprobes only"
+    if not os.path.exists(BTF_VMLINUX):
+        return frozenset(), "no kernel BTF: kprobes only"
+    if "bpf_trampoline_link_prog" not in (kernel_symbols() or ()):
+        return frozenset(), "the kernel has no BPF trampolines: kprobes only"
+    own_name = [p.name for p in CATALOGUE if p.kind == "function" and symbols.get(p.name) == p.name]
+    try:
+        nargs = btf_functions(own_name)
+    except OSError as e:
+        return frozenset(), f"{e}: kprobes only"
+    found = frozenset(name for name, n in nargs.items() if n <= TRAMPOLINE_MAX_ARGS)
+    detail = (f"{len(found)} of {len(own_name)} traceable catalogue functions are probed with "
+              "fentry/fexit, whose return costs less than a kretprobe's")
+    over = sorted(name for name, n in nargs.items() if n > TRAMPOLINE_MAX_ARGS)
+    if over:
+        detail += f"; kprobes for {', '.join(over)} (more than {TRAMPOLINE_MAX_ARGS} arguments)"
+    return found, detail
 
 
 def _capabilities():
@@ -175,4 +245,7 @@ def probe(release=None):
     checks.append(Check("catalogue functions", found > 0,
                         f"{found} of {len(CATALOGUE)} traceable (from {source})",
                         "the kernel has none of the netlink functions nltrace traces"))
+    report.fentry, detail = fentry_check(report.symbols)
+    checks.append(Check("fentry/fexit", bool(report.fentry), detail,
+                        "a kernel with CONFIG_DEBUG_INFO_BTF, on x86-64", needed=False))
     return report

@@ -10,10 +10,8 @@ from nltrace.tracers.layout import BPF_SOURCE
 def program_names(source):
     """BPF programs flow.bpf.c defines, with its probe macros expanded."""
     names = set(re.findall(r"NLT_(?:KPROBE|KRETPROBE|RAW_TRACEPOINT)\((\w+)\)", source))
-    for fn in re.findall(r"^NLT_PLAIN_PROBES\((\w+)\)", source, re.M):
+    for fn in re.findall(r"^NLT_FUNCTION\((\w+),", source, re.M):
         names |= {f"enter_{fn}", f"exit_{fn}"}
-    for fn in re.findall(r"^NLT_(?:ROOT_)?EXIT_PROBE\((\w+)\)", source, re.M):
-        names.add(f"exit_{fn}")
     return names
 
 
