@@ -135,8 +135,9 @@ def open_stream(path, command):
 
 
 def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_demand=(), only=None,
-                     ring_mb=None):
-    """Check the kernel, then compile and attach (BccSource's arguments).
+                     ring_mb=None, kprobes=False):
+    """Check the kernel, then compile and attach (BccSource's arguments;
+    kprobes: no fentry/fexit).
     Exits with a plain message (never a traceback) when this kernel or
     process cannot trace."""
     report = features.probe()
@@ -148,7 +149,7 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_dema
     from nltrace.tracers.bcc_source import AttachError, BccSource
     catch_stop_signals()
     try:
-        source = BccSource(report.symbols, report.fentry, pid=pid, comm=comm, skip_recv=skip_recv, latency=latency,
+        source = BccSource(report.symbols, frozenset() if kprobes else report.fentry, pid=pid, comm=comm, skip_recv=skip_recv, latency=latency,
                            on_demand=on_demand, only=only, ring_mb=ring_mb)
     except Stop:
         fail("interrupted before tracing began; nothing is left attached", code=130)
@@ -223,6 +224,11 @@ buffer_option = click.option(
     help="The kernel ring buffer, in MiB (a power of two). It holds a burst while nltrace "
          "stands back; what it cannot hold is lost, and counted.")
 
+kprobes_option = click.option(
+    "--kprobes", is_flag=True,
+    help="Probe with kprobes and kretprobes only, as on kernels without BPF trampolines "
+         "(fentry/fexit cost less; nltrace doctor shows which functions use them).")
+
 FILTER_OPTIONS = (
     click.option("-p", "--pid", type=int, help="Only this process (tgid)."),
     click.option("-c", "--comm", help="Only this command name."),
@@ -255,14 +261,16 @@ def main():
 @click.option("--all-probes", is_flag=True, help="Also the steps that add little and cost as much as "
               "the others: rtnetlink_rcv, genl_rcv, __netlink_sendskb (see nltrace doctor).")
 @buffer_option
+@kprobes_option
 def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, no_recv, all_probes,
-         buffer_mb):
+         buffer_mb, kprobes):
     """Live call trees, one per netlink message."""
     filters = Filters(pid, comm, protocol, msg_type, errors_only, no_recv)
     if input_path:
         source = open_stream(input_path, "flow")
     else:
-        source = open_live_source(pid, comm, no_recv, only=flow_probes(all_probes), ring_mb=buffer_mb)
+        source = open_live_source(pid, comm, no_recv, only=flow_probes(all_probes), ring_mb=buffer_mb,
+                                  kprobes=kprobes)
 
     out = Console(highlight=False, soft_wrap=True)
     shown = malformed = 0
@@ -310,10 +318,12 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
 @click.option("--no-recv", is_flag=True, help="Do not start trees at netlink_recvmsg.")
 @click.option("--all-probes", is_flag=True, help="As for flow.")
 @buffer_option
-def record(output, pid, duration, no_recv, all_probes, buffer_mb):
+@kprobes_option
+def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes):
     """Capture raw records to a stream, for `flow --input` later or elsewhere."""
     from nltrace.tracers.bcc_source import meta
-    source = open_live_source(pid, skip_recv=no_recv, only=flow_probes(all_probes), ring_mb=buffer_mb)
+    source = open_live_source(pid, skip_recv=no_recv, only=flow_probes(all_probes), ring_mb=buffer_mb,
+                              kprobes=kprobes)
     out = sys.stdout.buffer if output == "-" else open(output, "wb")
     writer = StreamWriter(out, dict(meta(), probes=source.attached))
     known = set()
@@ -390,7 +400,8 @@ def genl_family_id(name):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per interval.")
 @click.option("--input", "input_path", metavar="FILE|-",
               help="Render the histograms of a recorded stream (nltrace-agent --latency) instead of tracing.")
-def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, input_path):
+@kprobes_option
+def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, input_path, kprobes):
     """Latency histograms, aggregated in the kernel.
 
     log2 histograms of how long the kernel spent: per traced function, per sent
@@ -436,7 +447,7 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
     from nltrace.tracers.catalogue import MESSAGE_TIMING
     source = open_live_source(pid, comm, skip_recv=by != "function", latency=want,
                               on_demand=("mutex_lock",) if by == "rtnl" else (),
-                              only=None if by == "function" else MESSAGE_TIMING)
+                              only=None if by == "function" else MESSAGE_TIMING, kprobes=kprobes)
     started = time.monotonic()
     deadline = started + duration if duration else None
     next_report = started + interval if interval else None

@@ -114,6 +114,10 @@ def tracer():
     with open("/sys/kernel/tracing/kprobe_events") as f:
         leftovers = [line for line in f if "netlink" in line]
     assert leftovers == [], leftovers
+    # and no fentry/fexit program: their links ended with the process
+    links = json.loads(subprocess.run(["bpftool", "-j", "link", "show"], check=True,
+                                      capture_output=True, text=True).stdout)
+    assert [link for link in links if link.get("type") == "tracing"] == []
 
 
 def pytest_collection_modifyitems(items):

@@ -10,6 +10,7 @@ tests/arm compares the emulated ARM board's trees with them.
 import json
 import os
 import platform
+import re
 import signal
 import subprocess
 import sys
@@ -64,28 +65,40 @@ def render(command, stream, *args):
     return [json.loads(line) for line in done.stdout.splitlines()], done.stderr
 
 
-def test_agent_trees_match_the_bcc_path(agent):
+@pytest.fixture(scope="module")
+def agent_trees(agent):
+    """The agent's trees of the workload, checked against what it sent."""
     stream = os.path.join(OUT, "flow.nltrace")
     _, err = run_agent(agent, ["-o", stream], ["sh", WORKLOAD, OUT])
-    agent_trees, summary_line = render("flow", stream)
+    trees, summary_line = render("flow", stream)
     assert ", 0 lost," in summary_line, summary_line
     with open(os.path.join(OUT, "reference.json"), "w") as f:
-        json.dump(agent_trees, f)
+        json.dump(trees, f)
 
     # Exactly the requests the workload sent, decoded.
-    sends = nlload_sends(agent_trees)
+    sends = nlload_sends(trees)
     assert len(sends) == NLLOAD_SENDS, [t["message"] for t in sends]
     assert [t["message"]["cmd_name"] for t in sends[:3]] == ["CTRL_CMD_GETFAMILY"] * 3
     assert {t["handler"] for t in sends[:3]} == {"ctrl_getfamily"}
     assert [t["error"]["name"] for t in sends[3:5]] == ["ENODEV", "ENODEV"]
     assert sends[5]["message"]["type_name"] == "RTM_GETLINK" and sends[5]["handler"] == "rtnl_dump_ifinfo"
+    return trees
 
-    tracer = Tracer("--all-probes")
+
+# The BCC path probes with fentry/fexit where it can (this kernel has BPF
+# trampolines and BTF), and with kprobes when asked to or where it cannot;
+# the agent always with kprobes. Both kinds must give the agent's trees.
+@pytest.mark.parametrize("kind", ["fentry", "kprobes"])
+def test_bcc_trees_match_the_agent(agent_trees, kind):
+    tracer = Tracer("--all-probes", *(["--kprobes"] if kind == "kprobes" else []))
     try:
         done, bcc_trees = tracer.run(["sh", WORKLOAD, OUT])
         assert done.returncode == 0, done.stderr
     finally:
         tracer.stop()
+    tracing = next(line for line in tracer.stderr if line.startswith("Tracing"))
+    by_fentry = int(re.search(r"\((\d+) by fentry/fexit\)", tracing).group(1))
+    assert by_fentry > 0 if kind == "fentry" else by_fentry == 0, tracing
     assert len(nlload_sends(bcc_trees)) == NLLOAD_SENDS
     assert summaries(agent_trees, bcc_trees) == summaries(bcc_trees, agent_trees)
     assert len(sent(agent_trees)) == len(sent(bcc_trees))
