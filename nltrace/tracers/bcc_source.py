@@ -92,7 +92,7 @@ class BccSource:
             # e.g. a kernel before 5.17, without the helpers that read a
             # fentry program's arguments: kprobes do everything. (A compile
             # error fails twice. fentry programs attached before a later one
-            # failed stay attached, idle, as the config was never armed,
+            # failed stay attached, recording nothing (their config was never armed),
             # until the process exits.)
             self.fentry_failure, self.fentry = str(e), set()
             self.bpf = BPF(src_file=BPF_SOURCE, cflags=cflags + _fentry_cflags(set()))
