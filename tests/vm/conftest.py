@@ -38,10 +38,12 @@ class Tracer:
                                      cwd=ROOT, env=env)
         self.trees, self.stderr = [], []
         self.cond = threading.Condition()
-        threading.Thread(target=self._read, args=(self.proc.stdout, self.trees, json.loads),
-                         daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr, str.rstrip),
-                         daemon=True).start()
+        self._readers = [threading.Thread(target=self._read, args=(self.proc.stdout, self.trees, json.loads),
+                                          daemon=True),
+                         threading.Thread(target=self._read, args=(self.proc.stderr, self.stderr, str.rstrip),
+                                          daemon=True)]
+        for reader in self._readers:
+            reader.start()
         self.wait_for(lambda: any(line.startswith("Tracing") for line in self.stderr),
                       "the Tracing line", READY_WAIT_S)
 
@@ -96,6 +98,8 @@ class Tracer:
             with self.cond:
                 self.cond.wait_for(lambda: False, 2)   # the stderr reader's last lines
             raise AssertionError(f"nltrace did not end after SIGTERM; stderr: {self.stderr[-60:]}")
+        for reader in self._readers:   # every line it wrote, up to the summary, is read
+            reader.join(TREE_WAIT_S)
 
 
 @pytest.fixture(scope="module")

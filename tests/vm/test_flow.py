@@ -103,7 +103,8 @@ def check_against_client(trees, sent, protocol):
     """One sendmsg tree per message the client sent, each decoding to what it sent."""
     pid = sent[0]["pid"]
     mine = sendmsg_trees(trees, pid)
-    assert len(mine) == len(sent), f"{len(mine)} trees for {len(sent)} messages sent"
+    assert len(mine) == len(sent), (f"{len(mine)} trees for {len(sent)} messages sent: seq "
+                                    f"{[t['message']['seq'] for t in mine]} for {[m['seq'] for m in sent]}")
     for tree, msg in zip(mine, sent):
         assert tree["protocol"] == protocol
         assert tree["message"]["type"] == msg["type"]
@@ -137,6 +138,10 @@ def test_pid_filter_in_the_kernel():
     assert only.proc.returncode == 0, only.stderr
     sent = sent_by(subprocess.CompletedProcess([], 0, out, ""))
     assert [m["seq"] for m in sent] == [900, 901, 902, 903, 904]
+    # The summary first: a tree missing below is then either counted (lost,
+    # incomplete) or was never made.
+    summary = [line for line in only.stderr if re.match(r"nltrace: \d+ trees shown", line)]
+    assert summary and ", 0 lost, 0 truncated, 0 incomplete" in summary[-1], only.stderr[-3:]
     assert {t["pid"] for t in only.trees} == {waiting.pid}
     check_against_client(only.trees, sent, "NETLINK_ROUTE")
     # and its reads: one netlink_recvmsg per answer
