@@ -166,8 +166,8 @@ def fentry_check(symbols):
     except OSError as e:
         return frozenset(), f"{e}: kprobes only"
     found = frozenset(name for name, n in nargs.items() if n <= TRAMPOLINE_MAX_ARGS)
-    detail = (f"{len(found)} of {len(own_name)} traceable catalogue functions are probed with "
-              "fentry/fexit, whose return costs less than a kretprobe's")
+    detail = (f"{len(found)} of {len(own_name)} traceable catalogue functions get fentry/fexit "
+              "when attached, whose return costs less than a kretprobe's")
     over = sorted(name for name, n in nargs.items() if n > TRAMPOLINE_MAX_ARGS)
     if over:
         detail += f"; kprobes for {', '.join(over)} (more than {TRAMPOLINE_MAX_ARGS} arguments)"
