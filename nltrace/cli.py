@@ -149,8 +149,9 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_dema
     from nltrace.tracers.bcc_source import AttachError, BccSource
     catch_stop_signals()
     try:
-        source = BccSource(report.symbols, frozenset() if kprobes else report.fentry, pid=pid, comm=comm, skip_recv=skip_recv, latency=latency,
-                           on_demand=on_demand, only=only, ring_mb=ring_mb)
+        source = BccSource(report.symbols, frozenset() if kprobes else report.fentry, pid=pid, comm=comm,
+                           skip_recv=skip_recv, latency=latency, on_demand=on_demand, only=only,
+                           ring_mb=ring_mb)
     except Stop:
         fail("interrupted before tracing began; nothing is left attached", code=130)
     except AttachError as e:

@@ -108,6 +108,8 @@ def resolve_symbol(probe, traceable):
 
 
 BTF_KIND_FUNC = 12
+# Built into kernels that have BPF trampolines (BCC looks for the same symbol).
+TRAMPOLINE_FUNCTION = "bpf_trampoline_link_prog"
 # x86-64's BPF trampoline took at most 6 arguments until Linux 6.6 (more:
 # ENOTSUPP, as on the 6.1 kernel we test); functions with more keep kprobes.
 TRAMPOLINE_MAX_ARGS = 6
@@ -151,20 +153,20 @@ def btf_functions(names):
 def fentry_check(symbols):
     """Which catalogue functions can be probed with fentry/fexit, and the
     check's detail. BPF trampolines exist on x86-64 only (BCC checks the
-    same), and need the kernel's BTF; a function qualifies when it is traced
-    under its own name (not a compiler variant), BTF knows it, and the
-    trampoline takes its arguments."""
+    same), and need the kernel's BTF, which also tells whether the kernel has
+    them; a function qualifies when it is traced under its own name (not a
+    compiler variant), BTF knows it, and the trampoline takes its arguments."""
     if platform.machine() != "x86_64":
         return frozenset(), f"no BPF trampolines on {platform.machine()}: kprobes only"
     if not os.path.exists(BTF_VMLINUX):
         return frozenset(), "no kernel BTF: kprobes only"
-    if "bpf_trampoline_link_prog" not in (kernel_symbols() or ()):
-        return frozenset(), "the kernel has no BPF trampolines: kprobes only"
     own_name = [p.name for p in CATALOGUE if p.kind == "function" and symbols.get(p.name) == p.name]
     try:
-        nargs = btf_functions(own_name)
+        nargs = btf_functions(own_name + [TRAMPOLINE_FUNCTION])
     except OSError as e:
         return frozenset(), f"{e}: kprobes only"
+    if nargs.pop(TRAMPOLINE_FUNCTION, None) is None:
+        return frozenset(), "the kernel has no BPF trampolines: kprobes only"
     found = frozenset(name for name, n in nargs.items() if n <= TRAMPOLINE_MAX_ARGS)
     detail = (f"{len(found)} of {len(own_name)} traceable catalogue functions get fentry/fexit "
               "when attached, whose return costs less than a kretprobe's")
