@@ -24,9 +24,9 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from nltrace.tracers import records  # noqa: E402
-from nltrace.tracers.stream import RECORD, SYMBOLS, read_frames  # noqa: E402
-from nltrace.tracers.trees import assemble  # noqa: E402
+from nltrace import records  # noqa: E402
+from nltrace.stream_format import RECORD, SYMBOLS, read_frames  # noqa: E402
+from nltrace.trees import assemble  # noqa: E402
 from nltrace.views import json_line  # noqa: E402
 
 TS_OFFSET = records.ffi.offsetof("struct nlt_record", "ts_ns")

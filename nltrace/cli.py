@@ -10,10 +10,11 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from nltrace.tracers import features, records
-from nltrace.tracers.stream import (COUNTERS, HISTOGRAMS, RECORD, SYMBOLS, StreamError, StreamWriter,
+from nltrace import records
+from nltrace.kernel import features
+from nltrace.stream_format import (COUNTERS, HISTOGRAMS, RECORD, SYMBOLS, StreamError, StreamWriter,
                                     read_frames)
-from nltrace.tracers.trees import assemble
+from nltrace.trees import assemble
 from nltrace.views import json_line, render_histograms, render_tree
 
 
@@ -146,7 +147,7 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_dema
         lines += [f"  - {c.name}: {c.detail}. Fix: {c.fix}" for c in report.failed()]
         lines.append("Run `nltrace doctor` for the full report.")
         fail("\n".join(lines))
-    from nltrace.tracers.bcc_source import AttachError, BccSource
+    from nltrace.sources.live import AttachError, BccSource
     catch_stop_signals()
     try:
         source = BccSource(report.symbols, frozenset() if kprobes else report.fentry, pid=pid, comm=comm,
@@ -169,7 +170,7 @@ def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_dema
 
 
 def flow_probes(all_probes):
-    from nltrace.tracers.catalogue import FLOW_DEFAULT
+    from nltrace.catalogue import FLOW_DEFAULT
     return None if all_probes else FLOW_DEFAULT
 
 
@@ -322,7 +323,7 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
 @kprobes_option
 def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes):
     """Capture raw records to a stream, for `flow --input` later or elsewhere."""
-    from nltrace.tracers.bcc_source import meta
+    from nltrace.sources.live import meta
     source = open_live_source(pid, skip_recv=no_recv, only=flow_probes(all_probes), ring_mb=buffer_mb,
                               kprobes=kprobes)
     out = sys.stdout.buffer if output == "-" else open(output, "wb")
@@ -354,7 +355,7 @@ def resolve_type(msg_type, protocol):
     """--type and --protocol as the kernel compares them: {"protocol", "type", "cmd"}."""
     from pyroute2.netlink.rtnl import RTM_NAMES
 
-    from nltrace.tracers.decode import CTRL_COMMANDS, PROTOCOL_VALUES
+    from nltrace.decode import CTRL_COMMANDS, PROTOCOL_VALUES
     want = {"protocol": None, "type": None, "cmd": None}
     if protocol:
         name = protocol.upper() if protocol.upper().startswith("NETLINK_") else "NETLINK_" + protocol.upper()
@@ -412,7 +413,7 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
     -i it prints once, at the end (Ctrl-C or -d). With --input, each
     histograms frame of the stream is one interval.
     """
-    from nltrace.tracers.histograms import group, interval_delta, pick_unit
+    from nltrace.histograms import group, interval_delta, pick_unit
     console = Console(highlight=False, width=80)
     previous = {}
 
@@ -445,7 +446,7 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
         return
 
     want = resolve_type(msg_type, protocol)
-    from nltrace.tracers.catalogue import MESSAGE_TIMING
+    from nltrace.catalogue import MESSAGE_TIMING
     source = open_live_source(pid, comm, skip_recv=by != "function", latency=want,
                               on_demand=("mutex_lock",) if by == "rtnl" else (),
                               only=None if by == "function" else MESSAGE_TIMING, kprobes=kprobes)
@@ -521,7 +522,7 @@ def doctor():
         funcs = Table(show_header=True, header_style="bold", title="probe catalogue")
         for col in ("function", "kind", "attach to", "role"):
             funcs.add_column(col, overflow="fold")
-        from nltrace.tracers.catalogue import CATALOGUE, needed
+        from nltrace.catalogue import CATALOGUE, needed
         for p in CATALOGUE:
             sym = report.symbols.get(p.name)
             if not sym:

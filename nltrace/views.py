@@ -93,7 +93,7 @@ def render_histograms(histograms, unit, by, title):
     distribution in the manner of BCC's funclatency. Fits 80 columns."""
     from rich.table import Table
 
-    from nltrace.tracers.histograms import UNITS, bucket_bounds
+    from nltrace.histograms import UNITS, bucket_bounds
 
     scale, label = UNITS[unit], UNIT_LABEL[unit]
     table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from importlib import resources
 
 from nltrace.agent import kernel_image
-from nltrace.tracers.catalogue import CATALOGUE, ROOT_FUNCTIONS, TREE_FUNCTIONS, needed
-from nltrace.tracers.features import resolve_symbol
-from nltrace.tracers.layout import LayoutError, layout_cflags, read_layout
-from nltrace.tracers.records import FUNC_NAMES
+from nltrace.catalogue import CATALOGUE, ROOT_FUNCTIONS, TREE_FUNCTIONS, needed
+from nltrace.kernel.features import resolve_symbol
+from nltrace.kernel.layout import LayoutError, layout_cflags, read_layout
+from nltrace.records import FUNC_NAMES
 
 BPF_DIR = resources.files("nltrace") / "bpf"
 AGENT_DIR = resources.files("nltrace") / "agent"

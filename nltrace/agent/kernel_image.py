@@ -4,7 +4,7 @@ A vmlinux ELF (with DWARF, as Debian's -dbg packages ship it) is read with
 pyelftools: its architecture, its release (from linux_banner) and its symbol
 names. A kernel at hand only as BTF (/sys/kernel/btf/vmlinux) comes with its
 System.map instead. Struct layouts are not read here: pahole reads them from
-the same vmlinux's DWARF, or from the BTF (nltrace/tracers/layout.py).
+the same vmlinux's DWARF, or from the BTF (nltrace/kernel/layout.py).
 """
 
 import re

@@ -134,7 +134,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Read one member of a kernel struct, by struct tag and member name. The
  * offsets come from the kernel the program will run on (its BTF or DWARF,
- * read by nltrace/tracers/layout.py, which also finds the members this file
+ * read by nltrace/kernel/layout.py, which also finds the members this file
  * reads by scanning for these two macros). Only a BCC build on a kernel
  * without BTF takes them from the kernel headers, at a much slower compile. */
 #ifdef NLT_LAYOUT_FROM_HEADERS

@@ -212,7 +212,7 @@ static __always_inline void node_done(struct nlt_thread *t, __u32 func, __u64 ns
 
 /* The root returned: the whole tree goes to user space as one record. No
  * wakeup: the reader looks on its own timer, so a burst of messages costs the
- * kernel no wakeups (nltrace/tracers/pacing.py). */
+ * kernel no wakeups (nltrace/sources/pacing.py). */
 static __always_inline void tree_done(struct nlt_thread *t)
 {
 	__u32 n = t->rec.nr_nodes;

@@ -1,7 +1,7 @@
 /* The record layout shared by the kernel programs and user space.
  *
  * This file is the single definition: flow.bpf.c includes it, and Python
- * (nltrace/tracers/records.py) hands it to cffi's cdef, so it holds only
+ * (nltrace/records.py) hands it to cffi's cdef, so it holds only
  * what cffi parses: integer #defines, enums and structs of fixed-width
  * types. Every field has a fixed size and the structs have no implicit
  * padding, so the layout is the same on x86-64 and on 32-bit ARM.

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from nltrace.tracers import features
+from nltrace.kernel import features
 
 
 def nltrace(*args, stdin=None):

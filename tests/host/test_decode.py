@@ -5,7 +5,7 @@ import struct
 from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, ctrlmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from nltrace.tracers.decode import decode_message, errno_name, flag_names, protocol_name
+from nltrace.decode import decode_message, errno_name, flag_names, protocol_name
 
 
 def encoded(msg, msg_type, flags, seq):

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from nltrace.tracers.histograms import (Histogram, bucket_bounds, interval_delta, pick_unit,
+from nltrace.histograms import (Histogram, bucket_bounds, interval_delta, pick_unit,
                                         slot_of)
 
 

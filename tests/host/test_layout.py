@@ -1,6 +1,6 @@
 """Struct offsets from pahole output."""
 
-from nltrace.tracers.layout import layout_cflags, members_used, parse_pahole
+from nltrace.kernel.layout import layout_cflags, members_used, parse_pahole
 
 # Cut from `pahole -C sk_buff,genl_ops` on Debian's 6.1.0-56-amd64 BTF.
 PAHOLE = """struct sk_buff {

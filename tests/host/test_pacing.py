@@ -1,9 +1,9 @@
-"""The live reader's pacing (nltrace/tracers/pacing.py): pure logic, driven
+"""The live reader's pacing (nltrace/sources/pacing.py): pure logic, driven
 here by a simulated ring buffer (no kernel involved)."""
 
 import pytest
 
-from nltrace.tracers.pacing import Pacer
+from nltrace.sources.pacing import Pacer
 
 CAPACITY = 1000
 TICK = 0.1

@@ -2,9 +2,9 @@
 
 import re
 
-from nltrace.tracers import records
-from nltrace.tracers.catalogue import CATALOGUE, GENL_DISPATCH, TREE_FUNCTIONS, needed
-from nltrace.tracers.layout import BPF_SOURCE
+from nltrace import records
+from nltrace.catalogue import CATALOGUE, GENL_DISPATCH, TREE_FUNCTIONS, needed
+from nltrace.kernel.layout import BPF_SOURCE
 
 
 def program_names(source):

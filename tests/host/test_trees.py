@@ -1,8 +1,8 @@
 """Tree assembly on records from a real kernel (tests/fixtures, see conftest)."""
 
 from nltrace.cli import StreamSource
-from nltrace.tracers import records
-from nltrace.tracers.trees import assemble, nest
+from nltrace import records
+from nltrace.trees import assemble, nest
 
 
 def load(path):

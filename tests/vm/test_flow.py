@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from conftest import CLIENT, ROOT, Tracer
-from nltrace.tracers.catalogue import FLOW_DETAIL
+from nltrace.catalogue import FLOW_DETAIL
 
 
 def N(func, *children):
@@ -317,7 +317,7 @@ BURST = 10000
 def test_a_full_rate_burst_loses_no_tree(tracer):
     """bench/nlload sends BURST RTM_GETLINKs back to back, far faster than
     Python decodes trees under emulation: flow stands back while the ring
-    buffer holds the burst, then catches up (nltrace/tracers/pacing.py).
+    buffer holds the burst, then catches up (nltrace/sources/pacing.py).
     Every request and every read of its reply must come through, in order
     (and the module's tracer must end with 0 lost)."""
     assert os.access(NLLOAD, os.X_OK), "bench/nlload.c is not built: `make test-vm` builds it"

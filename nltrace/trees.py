@@ -5,9 +5,9 @@ a walk with a stack. Everything a view or a test needs is in the returned
 dict, which is also exactly what `flow --json` prints.
 """
 
-from nltrace.tracers import records
-from nltrace.tracers.catalogue import TREE_FUNCTIONS
-from nltrace.tracers.decode import decode_message, errno_name, protocol_name
+from nltrace import records
+from nltrace.catalogue import TREE_FUNCTIONS
+from nltrace.decode import decode_message, errno_name, protocol_name
 
 C = records.C
 _VOID = {p.name for p in TREE_FUNCTIONS if p.returns_void}

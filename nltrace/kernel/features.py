@@ -8,7 +8,7 @@ import platform
 import re
 from dataclasses import dataclass, field
 
-from nltrace.tracers.catalogue import CATALOGUE
+from nltrace.catalogue import CATALOGUE
 
 TRACEFS_DIRS = ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")
 KPROBE_PMU = "/sys/bus/event_source/devices/kprobe"

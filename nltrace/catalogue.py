@@ -8,7 +8,7 @@ function (a host test checks that the three agree).
 
 from dataclasses import dataclass
 
-from nltrace.tracers.records import FUNC_NAMES
+from nltrace.records import FUNC_NAMES
 
 
 @dataclass(frozen=True)

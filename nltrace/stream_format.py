@@ -15,7 +15,7 @@ kernel-side counters at the end of the capture.
 import json
 import struct
 
-from nltrace.tracers import records
+from nltrace import records
 
 MAGIC = b"NLTRACE\0"
 FRAME = struct.Struct("<B3xI")

@@ -9,8 +9,8 @@ exceeds the exact maximum the kernel kept.
 
 from dataclasses import dataclass, field
 
-from nltrace.tracers import records
-from nltrace.tracers.decode import CTRL_COMMANDS, PROTOCOLS, RTM_VALUES
+from nltrace import records
+from nltrace.decode import CTRL_COMMANDS, PROTOCOLS, RTM_VALUES
 
 C = records.C
 BY_KIND = {"function": C.NLT_HIST_FUNCTION, "message": C.NLT_HIST_MESSAGE,

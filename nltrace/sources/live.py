@@ -10,11 +10,11 @@ import time
 from collections import deque
 from importlib import resources
 
-from nltrace.tracers import records
-from nltrace.tracers.catalogue import CATALOGUE, TREE_FUNCTIONS, needed
-from nltrace.tracers.features import kallsyms_addresses
-from nltrace.tracers.layout import LayoutError, layout_cflags, read_layout
-from nltrace.tracers.pacing import Pacer
+from nltrace import records
+from nltrace.catalogue import CATALOGUE, TREE_FUNCTIONS, needed
+from nltrace.kernel.features import kallsyms_addresses
+from nltrace.kernel.layout import LayoutError, layout_cflags, read_layout
+from nltrace.sources.pacing import Pacer
 
 BPF_DIR = resources.files("nltrace") / "bpf"
 BPF_SOURCE = str(BPF_DIR / "flow.bpf.c").encode()

@@ -1,1 +1,0 @@
-"""Probe catalogue, event sources (backends) and the consumers that assemble them."""
