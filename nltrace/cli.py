@@ -1,217 +1,32 @@
-"""The command line: nltrace flow | latency | record | doctor."""
+"""The command line: parse the options, call the engine, print what it gives
+back; every NltraceError becomes one message and an exit status here."""
 
 import json
-import signal
 import sys
 import time
-from dataclasses import dataclass
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from nltrace import records
-from nltrace.kernel import features
-from nltrace.stream_format import (COUNTERS, HISTOGRAMS, RECORD, SYMBOLS, StreamError, StreamWriter,
-                                    read_frames)
-from nltrace.trees import assemble
-from nltrace.views import json_line, render_histograms, render_tree
+from nltrace import run
+from nltrace.errors import BadInput, NltraceError
+from nltrace.sources.stream import StreamSource
 
 
-class Stop(BaseException):
-    """Ctrl-C or SIGTERM. A BaseException, as KeyboardInterrupt is, so that an
-    `except Exception` does not catch it; and counted in Stop.signals,
-    because a bare `except:` (pyroute2 has some on the decoding path) can."""
-    signals = 0
+class Commands(click.Group):
+    """nltrace's commands, with the engine's errors turned into a plain
+    message and an exit status instead of a traceback."""
 
-
-def _on_stop_signal(_signo, _frame):
-    Stop.signals += 1
-    raise Stop()
-
-
-def catch_stop_signals():
-    for signo in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signo, _on_stop_signal)
-
-
-def release_stop_signals():
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
-def fail(message, code=1):
-    click.echo(f"nltrace: {message}", err=True)
-    sys.exit(code)
-
-
-@dataclass
-class Filters:
-    pid: int = None
-    comm: str = None
-    protocol: str = None
-    msg_type: str = None
-    errors_only: bool = False
-    no_recv: bool = False
-
-    def match(self, tree):
-        if self.no_recv and tree["root"]["func"] == "netlink_recvmsg":
-            return False
-        if self.pid is not None and tree["pid"] != self.pid:
-            return False
-        if self.comm is not None and tree["comm"] != self.comm:
-            return False
-        if self.protocol is not None and (tree["protocol"] or "").upper() not in (
-                self.protocol.upper(), "NETLINK_" + self.protocol.upper()):
-            return False
-        if self.errors_only and not tree["error"]:
-            return False
-        if self.msg_type is not None:
-            msg = tree["message"] or {}
-            names = {str(msg.get("type")), str(msg.get("type_name")).upper()}
-            if msg.get("family"):
-                names |= {msg["family"].upper(), f"{msg['family']}/{msg.get('cmd_name') or msg['cmd']}".upper(),
-                          f"{msg['family']}/{msg['cmd']}".upper()}
-            if self.msg_type.upper() not in names:
-                return False
-        return True
-
-
-class StreamSource:
-    """Records or histograms read back from an nltrace stream (a file, or -
-    for stdin), written by `nltrace record` or nltrace-agent."""
-
-    def __init__(self, path):
-        self.file = sys.stdin.buffer if path == "-" else open(path, "rb")
-        self.frames = read_frames(self.file)
-        _, self.meta = next(self.frames)
-        self.mode = self.meta.get("mode", "flow")
-        self._symbols = {}
-        self._counters = {}
-
-    def _payloads(self, wanted):
-        for kind, payload in self.frames:
-            if kind == wanted:
-                yield payload
-            elif kind == SYMBOLS:
-                self._symbols.update({int(a, 16): n for a, n in payload.items()})
-            elif kind == COUNTERS:
-                self._counters = payload
-
-    def records(self):
-        return self._payloads(RECORD)
-
-    def histograms(self):
-        """(ts_ns, {raw key: cumulative count}, {raw key: max ns}) per HISTOGRAMS frame."""
-        return self._payloads(HISTOGRAMS)
-
-    def symbolize(self, addr):
-        return self._symbols.get(addr)
-
-    def drain(self):
-        return ()   # records() already read to the end
-
-    def discard(self):
-        return 0
-
-    def counters(self):
-        return self._counters
-
-    def close(self):
-        if self.file is not sys.stdin.buffer:
-            self.file.close()
-
-
-def open_stream(path, command):
-    """A StreamSource for `command --input path`, or a plain message and exit 1."""
-    try:
-        source = StreamSource(path)
-    except OSError as e:
-        fail(f"cannot read {path}: {e.strerror}")
-    except StreamError as e:
-        fail(f"{path}: {e}")
-    if source.mode != command:
-        fail(f"{path} holds a {source.mode} stream: read it with nltrace {source.mode} --input")
-    return source
-
-
-def open_live_source(pid=None, comm=None, skip_recv=False, latency=None, on_demand=(), only=None,
-                     ring_mb=None, kprobes=False):
-    """Check the kernel, then compile and attach (BccSource's arguments;
-    kprobes: no fentry/fexit).
-    Exits with a plain message (never a traceback) when this kernel or
-    process cannot trace."""
-    report = features.probe()
-    if not report.can_trace:
-        lines = [f"cannot trace on this kernel ({report.release}):"]
-        lines += [f"  - {c.name}: {c.detail}. Fix: {c.fix}" for c in report.failed()]
-        lines.append("Run `nltrace doctor` for the full report.")
-        fail("\n".join(lines))
-    from nltrace.sources.live import AttachError, BccSource
-    catch_stop_signals()
-    try:
-        source = BccSource(report.symbols, frozenset() if kprobes else report.fentry, pid=pid, comm=comm,
-                           skip_recv=skip_recv, latency=latency, on_demand=on_demand, only=only,
-                           ring_mb=ring_mb)
-    except Stop:
-        fail("interrupted before tracing began; nothing is left attached", code=130)
-    except AttachError as e:
-        fail(str(e))
-    except Exception as e:   # BCC reports compile and load failures as bare Exception
-        fail(f"could not load the BPF programs: {e}")
-    if source.fentry_failure:
-        click.echo(f"nltrace: fentry/fexit could not be used, kprobes instead: {source.fentry_failure}",
-                   err=True)
-    missing = ", ".join(sorted(source.missing)) or "none"
-    click.echo(f"Tracing netlink: {len(source.attached)} probes attached ({len(source.fentry)} by "
-               f"fentry/fexit), not traced: {missing}. Ctrl-C to end.", err=True)
-    sys.stderr.flush()
-    return source
-
-
-def flow_probes(all_probes):
-    from nltrace.catalogue import FLOW_DEFAULT
-    return None if all_probes else FLOW_DEFAULT
-
-
-def drive(source, on_record, duration, on_batch=lambda: None):
-    """Feed records to on_record until the duration ends, the input ends,
-    Ctrl-C or SIGTERM, then the records still waiting; on_batch after each
-    batch the source delivered. A second Ctrl-C or SIGTERM skips the waiting
-    records. Returns how many were skipped."""
-    catch_stop_signals()
-    deadline = time.monotonic() + duration if duration else None
-    skipped = 0
-    try:
-        seen = Stop.signals
+    def invoke(self, ctx):
         try:
-            for raw in source.records():
-                if Stop.signals > seen:   # its exception was swallowed on the way
-                    break
-                if raw is not None:
-                    on_record(raw)
-                    continue
-                on_batch()
-                if deadline and time.monotonic() >= deadline:
-                    break
-        except Stop:
-            pass
-        seen = Stop.signals
-        try:
-            for raw in source.drain():
-                if Stop.signals > seen:
-                    raise Stop()
-                on_record(raw)
-        except Stop:
-            skipped = source.discard()
-    finally:
-        release_stop_signals()
-    on_batch()
-    return skipped
-
-
-def skipped_text(skipped):
-    return f", {skipped} skipped unread (interrupted while catching up)" if skipped else ""
+            return super().invoke(ctx)
+        except NltraceError as e:
+            click.echo(f"nltrace: {e}", err=True)
+            sys.exit(e.exit_status)
+        except BrokenPipeError:   # the reader went away (nltrace flow | head)
+            sys.stderr.close()
+            sys.exit(0)
 
 
 def _power_of_two(_ctx, _param, value):
@@ -247,10 +62,34 @@ def filter_options(f):
     return f
 
 
-@click.group()
+ready_file_option = click.option(
+    "--ready-file", type=click.Path(dir_okay=False), metavar="PATH",
+    help="Create PATH (one line of JSON) once every probe is attached, for scripts that "
+         "wait for the tracer before they start their load.")
+
+@click.group(cls=Commands)
 @click.version_option(package_name="nltrace")
 def main():
     """See what the Linux kernel does with netlink messages."""
+
+
+def open_live(config, ready_file):
+    """run.open_live(), and the lines that say how it went."""
+    source = run.open_live(config)
+    if source.fentry_failure:
+        click.echo(f"nltrace: fentry/fexit could not be used, kprobes instead: {source.fentry_failure}",
+                   err=True)
+    missing = ", ".join(sorted(source.missing)) or "none"
+    click.echo(f"Tracing netlink: {len(source.attached)} probes attached ({len(source.fentry)} by "
+               f"fentry/fexit), not traced: {missing}. Ctrl-C to end.", err=True)
+    sys.stderr.flush()
+    if ready_file:
+        run.write_ready_file(ready_file, source)
+    return source
+
+
+def skipped_text(skipped):
+    return f", {skipped} skipped unread (interrupted while catching up)" if skipped else ""
 
 
 @main.command()
@@ -264,53 +103,42 @@ def main():
               "the others: rtnetlink_rcv, genl_rcv, __netlink_sendskb (see nltrace doctor).")
 @buffer_option
 @kprobes_option
+@ready_file_option
 def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, no_recv, all_probes,
-         buffer_mb, kprobes):
+         buffer_mb, kprobes, ready_file):
     """Live call trees, one per netlink message."""
+    from nltrace.config import TraceConfig
+    from nltrace.filters import Filters
+    from nltrace.views import json_line, render_tree
     filters = Filters(pid, comm, protocol, msg_type, errors_only, no_recv)
     if input_path:
-        source = open_stream(input_path, "flow")
+        source = StreamSource(input_path, "flow")
     else:
-        source = open_live_source(pid, comm, no_recv, only=flow_probes(all_probes), ring_mb=buffer_mb,
-                                  kprobes=kprobes)
-
+        source = open_live(TraceConfig.for_flow(pid, comm, no_recv, all_probes, buffer_mb, kprobes), ready_file)
     out = Console(highlight=False, soft_wrap=True)
-    shown = malformed = 0
     t0 = None
 
-    def on_record(raw):
-        nonlocal shown, malformed, t0
-        try:
-            tree = assemble(records.parse_record(raw), source.symbolize)
-        except ValueError as e:
-            malformed += 1
-            click.echo(f"nltrace: skipped a malformed record: {e}", err=True)
-            return
-        if not filters.match(tree):
-            return
-        shown += 1
+    def show(tree):
+        nonlocal t0
         if as_json:
             sys.stdout.write(json_line(tree) + "\n")   # flushed once per batch: a write per tree costs
         else:
             t0 = tree["ts_ns"] if t0 is None else t0
             out.print(render_tree(tree, t0), crop=False)
 
+    def on_malformed(error):
+        click.echo(f"nltrace: skipped a malformed record: {error}", err=True)
+
     try:
-        skipped = drive(source, on_record, duration, on_batch=sys.stdout.flush)
-    except StreamError as e:
-        click.echo(f"nltrace: {input_path}: {e}", err=True)
+        outcome = run.flow(source, filters, show, on_malformed, duration, on_heartbeat=sys.stdout.flush)
+    finally:
         source.close()
-        sys.exit(1)
-    except BrokenPipeError:
-        sys.stderr.close()
-        sys.exit(0)
-    counts = source.counters()
-    source.close()
-    click.echo(f"nltrace: {shown} trees shown, {counts.get('lost', 0)} lost, "
+    counts = outcome.counters
+    click.echo(f"nltrace: {outcome.shown} trees shown, {counts.get('lost', 0)} lost, "
                f"{counts.get('truncated', 0)} truncated, {counts.get('incomplete', 0)} incomplete"
-               + skipped_text(skipped), err=True)
-    if malformed:
-        fail(f"{malformed} malformed records were skipped")
+               + skipped_text(outcome.skipped), err=True)
+    if outcome.malformed:
+        raise NltraceError(f"{outcome.malformed} malformed records were skipped")
 
 
 @main.command()
@@ -321,76 +149,22 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
 @click.option("--all-probes", is_flag=True, help="As for flow.")
 @buffer_option
 @kprobes_option
-def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes):
+@ready_file_option
+def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes, ready_file):
     """Capture raw records to a stream, for `flow --input` later or elsewhere."""
-    from nltrace.sources.live import meta
-    source = open_live_source(pid, skip_recv=no_recv, only=flow_probes(all_probes), ring_mb=buffer_mb,
-                              kprobes=kprobes)
+    from nltrace.config import TraceConfig
+    from nltrace.sources.live import stream_meta
+    from nltrace.stream_format import StreamWriter
+    source = open_live(TraceConfig.for_flow(pid, None, no_recv, all_probes, buffer_mb, kprobes), ready_file)
     out = sys.stdout.buffer if output == "-" else open(output, "wb")
-    writer = StreamWriter(out, dict(meta(), probes=source.attached))
-    known = set()
-    count = 0
-
-    def on_record(raw):
-        nonlocal count
-        rec = records.parse_record(raw)
-        if rec.handler and rec.handler not in known:
-            known.add(rec.handler)
-            name = source.symbolize(rec.handler)
-            if name:
-                writer.symbols({rec.handler: name})
-        writer.record(raw)
-        count += 1
-
-    skipped = drive(source, on_record, duration)
-    counts = source.counters()
-    writer.counters(counts)
-    source.close()
-    if out is not sys.stdout.buffer:
-        out.close()
-    click.echo(f"nltrace: {count} records written, {counts['lost']} lost" + skipped_text(skipped), err=True)
-
-
-def resolve_type(msg_type, protocol):
-    """--type and --protocol as the kernel compares them: {"protocol", "type", "cmd"}."""
-    from pyroute2.netlink.rtnl import RTM_NAMES
-
-    from nltrace.decode import CTRL_COMMANDS, PROTOCOL_VALUES
-    want = {"protocol": None, "type": None, "cmd": None}
-    if protocol:
-        name = protocol.upper() if protocol.upper().startswith("NETLINK_") else "NETLINK_" + protocol.upper()
-        if name not in PROTOCOL_VALUES:
-            fail(f"unknown protocol {protocol!r}")
-        want["protocol"] = PROTOCOL_VALUES[name]
-    if not msg_type:
-        return want
-    if msg_type.isdigit():
-        want["type"] = int(msg_type)
-    elif msg_type.upper() in RTM_NAMES:
-        want.update(protocol=0, type=RTM_NAMES[msg_type.upper()])
-    else:
-        family, _, cmd = msg_type.partition("/")
-        want.update(protocol=16, type=genl_family_id(family))
-        if cmd:
-            commands = {n: v for v, n in CTRL_COMMANDS.items()} if family == "nlctrl" else {}
-            if not cmd.isdigit() and cmd.upper() not in commands:
-                fail(f"unknown command {cmd!r} of {family}: give its number")
-            want["cmd"] = int(cmd) if cmd.isdigit() else commands[cmd.upper()]
-    return want
-
-
-def genl_family_id(name):
-    """The id the running kernel gave a generic netlink family."""
-    from pyroute2.netlink import NetlinkError, genlmsg
-    from pyroute2.netlink.generic import GenericNetlinkSocket
-    sock = GenericNetlinkSocket()
     try:
-        sock.bind(name, genlmsg)   # resolves the family through CTRL_CMD_GETFAMILY
-        return sock.prid
-    except (NetlinkError, OSError):
-        fail(f"no generic netlink family {name!r} on this kernel")
+        outcome = run.record(source, StreamWriter(out, stream_meta(source)), duration)
     finally:
-        sock.close()
+        source.close()
+        if out is not sys.stdout.buffer:
+            out.close()
+    click.echo(f"nltrace: {outcome.shown} records written, {outcome.counters['lost']} lost"
+               + skipped_text(outcome.skipped), err=True)
 
 
 @main.command()
@@ -403,7 +177,9 @@ def genl_family_id(name):
 @click.option("--input", "input_path", metavar="FILE|-",
               help="Render the histograms of a recorded stream (nltrace-agent --latency) instead of tracing.")
 @kprobes_option
-def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, input_path, kprobes):
+@ready_file_option
+def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, input_path, kprobes,
+            ready_file):
     """Latency histograms, aggregated in the kernel.
 
     log2 histograms of how long the kernel spent: per traced function, per sent
@@ -413,14 +189,11 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
     -i it prints once, at the end (Ctrl-C or -d). With --input, each
     histograms frame of the stream is one interval.
     """
-    from nltrace.histograms import group, interval_delta, pick_unit
+    from nltrace.histograms import pick_unit
+    from nltrace.views import render_histograms
     console = Console(highlight=False, width=80)
-    previous = {}
 
-    def report(ts_ns, counts, maxima):
-        nonlocal previous
-        histograms = group(interval_delta(counts, previous), maxima, by)
-        previous = counts
+    def show(ts_ns, histograms):
         unit = pick_unit(histograms)
         if as_json:
             sys.stdout.write(json.dumps({"ts_ns": ts_ns, "by": by,
@@ -434,38 +207,18 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
 
     if input_path:
         if pid or comm or protocol or msg_type or duration or interval:
-            fail("with --input, filters and timing were the agent's to apply "
-                 "(nltrace-agent --latency -p/-c/-i/-d)")
-        source = open_stream(input_path, "latency")
-        try:
-            for ts_ns, counts, maxima in source.histograms():
-                report(ts_ns, counts, maxima)
-        except StreamError as e:
-            fail(f"{input_path}: {e}")
-        source.close()
-        return
-
-    want = resolve_type(msg_type, protocol)
-    from nltrace.catalogue import MESSAGE_TIMING
-    source = open_live_source(pid, comm, skip_recv=by != "function", latency=want,
-                              on_demand=("mutex_lock",) if by == "rtnl" else (),
-                              only=None if by == "function" else MESSAGE_TIMING, kprobes=kprobes)
-    started = time.monotonic()
-    deadline = started + duration if duration else None
-    next_report = started + interval if interval else None
+            raise BadInput("with --input, filters and timing were the agent's to apply "
+                           "(nltrace-agent --latency -p/-c/-i/-d)")
+        source = StreamSource(input_path, "latency")
+    else:
+        from nltrace.config import TraceConfig
+        from nltrace.filters import resolve_type
+        config = TraceConfig.for_latency(by, resolve_type(msg_type, protocol), pid, comm, kprobes)
+        source = open_live(config, ready_file)
     try:
-        while not deadline or time.monotonic() < deadline:
-            wake = min(t for t in (next_report, deadline, time.monotonic() + 0.5) if t)
-            time.sleep(max(wake - time.monotonic(), 0))
-            if next_report and time.monotonic() >= next_report:
-                report(time.monotonic_ns(), *source.read_histograms())
-                next_report += interval
-    except Stop:
-        pass
+        run.latency(source, by, interval, duration, show)
     finally:
-        release_stop_signals()
-    report(time.monotonic_ns(), *source.read_histograms())   # the last (or only) interval
-    source.close()
+        source.close()
 
 
 @main.command()
@@ -490,16 +243,11 @@ def build(target, vmlinux, btf, system_map, release, sysroot, output):
 
       ssh root@bmc /tmp/nltrace-agent | nltrace flow --input -
     """
-    from nltrace.agent.build import BuildError
     from nltrace.agent.build import build as build_agent
-    from nltrace.agent.kernel_image import ImageError
     if bool(vmlinux) == bool(btf) or bool(btf) != bool(system_map):
-        fail("give either --vmlinux, or --btf with --system-map")
-    try:
-        summary = build_agent(target, output, vmlinux=vmlinux, btf=btf, system_map=system_map,
-                              release=release, sysroot=sysroot, log=lambda m: click.echo(m, err=True))
-    except (BuildError, ImageError) as e:
-        fail(str(e))
+        raise NltraceError("give either --vmlinux, or --btf with --system-map")
+    summary = build_agent(target, output, vmlinux=vmlinux, btf=btf, system_map=system_map,
+                          release=release, sysroot=sysroot, log=lambda m: click.echo(m, err=True))
     absent = sorted(n for n, s in summary["probes"].items() if not s)
     click.echo(f"{output}/nltrace-agent: {summary['agent_bytes']} bytes, {target}, kernel "
                f"{summary['kernel_release']}; absent from the kernel image: {', '.join(absent) or 'none'}")
@@ -508,6 +256,8 @@ def build(target, vmlinux, btf, system_map, release, sysroot, output):
 @main.command()
 def doctor():
     """Report what this kernel allows, and what to do about each missing piece."""
+    from nltrace.doctor import catalogue_rows
+    from nltrace.kernel import features
     report = features.probe()
     console = Console(highlight=False)
     console.print(f"kernel {report.release} ({report.arch})")
@@ -522,16 +272,9 @@ def doctor():
         funcs = Table(show_header=True, header_style="bold", title="probe catalogue")
         for col in ("function", "kind", "attach to", "role"):
             funcs.add_column(col, overflow="fold")
-        from nltrace.catalogue import CATALOGUE, needed
-        for p in CATALOGUE:
-            sym = report.symbols.get(p.name)
-            if not sym:
-                sym = "[yellow]not traceable: left out of trees[/]"
-            elif not needed(p, report.symbols):
-                sym += " (not attached: what it stands in for is traceable)"
-            kind = p.kind if p.kind != "function" else (
-                "fentry+fexit" if p.name in report.fentry else "kprobe+kretprobe")
-            funcs.add_row(p.name, kind, sym, p.role)
+        for row in catalogue_rows(report):
+            sym = row.attach_to or "[yellow]not traceable: left out of trees[/]"
+            funcs.add_row(row.function, row.kind, sym + (f" ({row.note})" if row.note else ""), row.role)
         console.print(funcs)
     if report.can_trace:
         console.print("[green]nltrace flow can run here.[/]")

@@ -10,7 +10,7 @@ import functools
 import struct
 
 import pyroute2.netlink as nl
-from pyroute2.netlink import ctrlmsg, genlmsg, nlmsg
+from pyroute2.netlink import ctrlmsg, genlmsg
 from pyroute2.netlink.rtnl import RTM_VALUES
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 

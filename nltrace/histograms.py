@@ -104,7 +104,7 @@ def key_name(func, protocol, msg_type, cmd, name, kind):
 
 def group(counts, maxima, by):
     """Raw kernel keys of one interval -> [Histogram] for the --by grouping,
-    busiest first. counts and maxima as BccSource.read_histograms() gives them."""
+    busiest first. counts and maxima as a sources.Snapshot holds them."""
     kind = BY_KIND[by]
     out = {}
     for (k, slot, func, protocol, msg_type, cmd, name), n in counts.items():

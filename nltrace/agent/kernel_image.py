@@ -14,8 +14,10 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 from elftools.elf.sections import SymbolTableSection
 
+from nltrace.errors import NltraceError
 
-class ImageError(Exception):
+
+class ImageError(NltraceError):
     pass
 
 

@@ -1,8 +1,8 @@
 """Struct layouts of the kernel the programs will run on.
 
-flow.bpf.c reads kernel structs only through NLT_READ/NLT_ADDR(ptr, tag,
-member) and steps through arrays of them with NLT_SIZEOF(tag); this module
-finds those members and sizes in the source and asks pahole
+The kernel programs read kernel structs only through NLT_READ/NLT_ADDR(ptr,
+tag, member) and step through arrays of them with NLT_SIZEOF(tag); this module
+finds those members and sizes in the sources and asks pahole
 (dwarves) for their offsets and sizes, from the running kernel's BTF or from
 a vmlinux's DWARF. pahole is the well-kept reader of both formats; offsets
 differ between builds of the same kernel version, so they are never tabled.
@@ -11,10 +11,10 @@ differ between builds of the same kernel version, so they are never tabled.
 import re
 import shutil
 import subprocess
-from importlib import resources
 
-BPF_SOURCE = resources.files("nltrace") / "bpf" / "flow.bpf.c"
-RUNNING_KERNEL_BTF = "/sys/kernel/btf/vmlinux"
+from nltrace.bpf import SOURCES
+from nltrace.kernel.btf import BTF_VMLINUX
+
 
 _USE = re.compile(r"NLT_(?:READ|ADDR)\([^;]*?,\s*(\w+),\s*(\w+)\)")
 _SIZEOF = re.compile(r"NLT_SIZEOF\((\w+)\)")
@@ -30,9 +30,9 @@ class LayoutError(Exception):
 
 
 def members_used(source=None):
-    """{(struct tag, member)} read by the BPF program; (struct tag, None)
-    for a struct whose size it uses. Macro definitions are not uses."""
-    text = source if source is not None else BPF_SOURCE.read_text()
+    """{(struct tag, member)} read by the BPF programs; (struct tag, None)
+    for a struct whose size they use. Macro definitions are not uses."""
+    text = source if source is not None else "\n".join(path.read_text() for path in SOURCES)
     text = "\n".join(line for line in text.splitlines() if not line.startswith("#define"))
     return set(_USE.findall(text)) | {(tag, None) for tag in _SIZEOF.findall(text)}
 
@@ -72,7 +72,7 @@ def parse_pahole(text):
     return out
 
 
-def read_layout(image=RUNNING_KERNEL_BTF, members=None):
+def read_layout(image=BTF_VMLINUX, members=None):
     """Offsets and sizes of the members the program reads, from image (a BTF
     file or a vmlinux with DWARF)."""
     members = members or members_used()

@@ -1,4 +1,5 @@
-"""The live event source: flow.bpf.c compiled by BCC against the running kernel."""
+"""The live source: a mode's program (nltrace/bpf) compiled by BCC against the
+running kernel, attached, and read."""
 
 import ctypes
 import mmap
@@ -8,40 +9,21 @@ import struct
 import sys
 import time
 from collections import deque
-from importlib import resources
 
 from nltrace import records
-from nltrace.catalogue import CATALOGUE, TREE_FUNCTIONS, needed
-from nltrace.kernel.features import kallsyms_addresses
+from nltrace.bpf import BPF_DIR, bcc_text
+from nltrace.catalogue import TREE_FUNCTIONS
+from nltrace.config import ADDRESSES
+from nltrace.errors import LoadError
 from nltrace.kernel.layout import LayoutError, layout_cflags, read_layout
+from nltrace.kernel.symbols import kallsyms_addresses
+from nltrace.sources import Snapshot
 from nltrace.sources.pacing import Pacer
-
-BPF_DIR = resources.files("nltrace") / "bpf"
-BPF_SOURCE = str(BPF_DIR / "flow.bpf.c").encode()
 # Threads blocked in netlink_recvmsg (daemons waiting for events) each hold a
 # kretprobe instance; the kernel's default of ~2 per CPU would run out.
 KRETPROBE_MAXACTIVE = 512
 CONSUME_BATCH = 64      # records taken out of the ring per libbpf call
-
-
-class AttachError(Exception):
-    pass
-
-
-def _plan(symbols, on_demand, only):
-    """The catalogue probes to attach, as [(probe, symbol)], and {name: why
-    not} for those that cannot be."""
-    wanted, missing = [], {}
-    for probe in CATALOGUE:
-        if probe.on_demand and probe.name not in on_demand or only is not None and probe.name not in only:
-            continue
-        if not needed(probe, symbols):
-            continue
-        if symbols.get(probe.name):
-            wanted.append((probe, symbols[probe.name]))
-        else:
-            missing[probe.name] = "not traceable on this kernel (absent or inlined)"
-    return wanted, missing
+HEARTBEAT_S = 0.1       # latency: how often histograms() looks up from its sleep (for -d)
 
 
 def _fentry_cflags(fentry):
@@ -59,68 +41,54 @@ def _layout_cflags():
 
 
 class BccSource:
-    """Compile, attach, and yield raw records until stop() or close()."""
+    """A Source (sources/__init__.py): compile, attach, and read until close().
+    Raises LoadError when the programs cannot be compiled, loaded or attached."""
 
-    def __init__(self, symbols, fentry=frozenset(), pid=None, comm=None, skip_recv=False, latency=None,
-                 on_demand=(), only=None, ring_mb=None):
-        """symbols: catalogue name -> kernel symbol or None (features.probe()).
-        fentry: catalogue functions that may be probed with fentry/fexit
-        instead of kprobe/kretprobe (features.probe()).
-        latency: None for flow (a record per tree), or the kernel-side filters
-        of nltrace latency as {"protocol": n, "type": n, "cmd": n} (None: any).
-        on_demand: catalogue probes marked on_demand to attach too.
-        only: attach only these catalogue probes (None: all).
-        ring_mb: flow's ring buffer size in MiB, a power of two."""
+    def __init__(self, config, symbols, fentry=frozenset()):
+        """config: a TraceConfig. symbols: catalogue name -> kernel symbol or
+        None, and fentry: the catalogue functions that may be probed with
+        fentry/fexit instead of kprobe/kretprobe (kernel.features.probe())."""
         from bcc import BPF  # imported here so that doctor and --input work without BCC
 
-        wanted, self.missing = _plan(symbols, set(on_demand), only)
-        if latency is None:
-            ring_bytes = ring_mb << 20
-            mode = [f"-DNLT_RINGBUF_PAGES={ring_bytes // mmap.PAGESIZE}"]
-        else:
-            mode = ["-DNLT_LATENCY"]
-        cflags = ["-DNLT_BCC", f"-I{BPF_DIR}"] + _layout_cflags() + mode
+        self.mode = config.mode
+        wanted, self.missing = config.plan(symbols)
+        cflags = ["-DNLT_BCC", f"-I{BPF_DIR}"] + _layout_cflags()
+        if config.mode == "flow":
+            ring_bytes = config.ring_mb << 20
+            cflags.append(f"-DNLT_RINGBUF_PAGES={ring_bytes // mmap.PAGESIZE}")
+        text = bcc_text(config.mode)
         # BCC attaches the fentry/fexit programs as it loads them; they stay
         # idle until the config says armed, below.
-        self.fentry = {probe.name for probe, _ in wanted if probe.name in fentry}
+        self.fentry = set() if config.kprobes else {probe.name for probe, _ in wanted if probe.name in fentry}
         self.fentry_failure = None
         try:
-            self.bpf = BPF(src_file=BPF_SOURCE, cflags=cflags + _fentry_cflags(self.fentry))
-        except Exception as e:  # BCC raises bare Exception
-            if not self.fentry:
-                raise
-            # e.g. a kernel before 5.17, without the helpers that read a
-            # fentry program's arguments: kprobes do everything. (A compile
-            # error fails twice. fentry programs attached before a later one
-            # failed stay attached, recording nothing (their config was never armed),
-            # until the process exits.)
-            self.fentry_failure, self.fentry = str(e), set()
-            self.bpf = BPF(src_file=BPF_SOURCE, cflags=cflags + _fentry_cflags(set()))
-        # rtnetlink's dispatch table (to name handlers) and the RTNL mutex
-        symbols_at = kallsyms_addresses("rtnl_msg_handlers", "rtnl_mutex")
-        settings = {records.C.NLT_CFG_PID: pid or 0, records.C.NLT_CFG_SKIP_RECV: int(skip_recv),
-                    records.C.NLT_CFG_RTNL_HANDLERS: symbols_at["rtnl_msg_handlers"],
-                    records.C.NLT_CFG_RTNL_MUTEX: symbols_at["rtnl_mutex"]}
-        if comm:
-            raw = comm.encode()[:15].ljust(16, b"\0")
-            settings[records.C.NLT_CFG_COMM_LO] = int.from_bytes(raw[:8], sys.byteorder)
-            settings[records.C.NLT_CFG_COMM_HI] = int.from_bytes(raw[8:], sys.byteorder)
-        for name, value in (latency or {}).items():
-            if value is not None:   # stored + 1, so that 0 means "any"
-                settings[getattr(records.C, f"NLT_CFG_{name.upper()}")] = value + 1
+            try:
+                self.bpf = BPF(text=text, cflags=cflags + _fentry_cflags(self.fentry))
+            except Exception as e:  # BCC raises bare Exception
+                if not self.fentry:
+                    raise
+                # e.g. a kernel before 5.17, without the helpers that read a
+                # fentry program's arguments: kprobes do everything. (A compile
+                # error fails twice. fentry programs attached before a later one
+                # failed stay attached, recording nothing (their config was never
+                # armed), until the process exits.)
+                self.fentry_failure, self.fentry = str(e), set()
+                self.bpf = BPF(text=text, cflags=cflags + _fentry_cflags(set()))
+        except Exception as e:  # BCC reports compile and load failures as bare Exception
+            raise LoadError(f"could not load the BPF programs: {e}") from None
         self._config = self.bpf["config"]
-        for index, value in settings.items():
+        for index, value in config.words(kallsyms_addresses(*ADDRESSES)).items():
             self._set(index, value)
 
         self._pending = deque()
         self._symbols = {}
-        if latency is None:
+        if config.mode == "flow":
             self.bpf["events"].open_ring_buffer(self._on_record)
             self._ring = RingPositions(self.bpf["events"].map_fd)
             self._pacer = Pacer(ring_bytes)
         try:
             self.attached = self._attach(wanted)
-        except BaseException:   # AttachError, or Ctrl-C/SIGTERM halfway: detach what was attached
+        except BaseException:   # LoadError, or Ctrl-C/SIGTERM halfway: detach what was attached
             self.bpf.cleanup()
             raise
         self._set(records.C.NLT_CFG_ARMED, 1)   # every probe is in place: trees may start
@@ -148,7 +116,7 @@ class BccSource:
             except Exception as e:  # BCC raises bare Exception
                 self.missing[probe.name] = f"attach failed: {e}"
         if not attached:
-            raise AttachError("no probe could be attached: " +
+            raise LoadError("no probe could be attached: " +
                               "; ".join(f"{k}: {v}" for k, v in self.missing.items()))
         return attached
 
@@ -205,10 +173,9 @@ class BccSource:
                  records.C.NLT_CNT_INCOMPLETE: "incomplete"}
         return {name: sum(table[ctypes.c_int(i)]) for i, name in names.items()}
 
-    def read_histograms(self):
-        """({raw key: cumulative count}, {raw key: max ns since the last read}),
-        summed over CPUs. A raw key is (kind, slot, func, protocol, type, cmd, name);
-        the max entries are cleared as they are read, so each max covers one interval."""
+    def _snapshot(self):
+        """The maps summed over CPUs; the max entries are cleared as they are
+        read, so each max covers the time since the previous snapshot."""
         counts, maxima = {}, {}
         table = self.bpf["hists"]
         for key, per_cpu in table.items():
@@ -219,7 +186,23 @@ class BccSource:
                 del table[key]
             else:
                 counts[raw] = sum(per_cpu)
-        return counts, maxima
+        return Snapshot(time.monotonic_ns(), counts, maxima)
+
+    def histograms(self, interval=None):
+        """A Snapshot every interval seconds (none without one), and a
+        heartbeat (None) at least every HEARTBEAT_S, forever."""
+        next_report = time.monotonic() + interval if interval else None
+        while True:
+            wake = min(t for t in (next_report, time.monotonic() + HEARTBEAT_S) if t)
+            time.sleep(max(wake - time.monotonic(), 0))
+            if next_report and time.monotonic() >= next_report:
+                next_report += interval
+                yield self._snapshot()
+            else:
+                yield None
+
+    def final_histograms(self):
+        return self._snapshot()
 
     def _written_before(self, end):
         """More records wait that were in the ring at position end? (The probes
@@ -267,7 +250,8 @@ class RingPositions:
         return self.producer() - self.consumer()
 
 
-def meta():
+def stream_meta(source):
+    """The header of a stream that `nltrace record` writes from source."""
     return {"arch": os.uname().machine, "pointer_size": ctypes.sizeof(ctypes.c_void_p),
-            "endianness": sys.byteorder,
-            "kernel_release": os.uname().release, "clock": "CLOCK_MONOTONIC", "source": "bcc"}
+            "endianness": sys.byteorder, "kernel_release": os.uname().release,
+            "clock": "CLOCK_MONOTONIC", "source": "bcc", "probes": source.attached}

@@ -95,7 +95,7 @@ def test_missing_input_file():
 
 
 def test_latency_type_resolution():
-    from nltrace.cli import resolve_type
+    from nltrace.filters import resolve_type
     # nlctrl's id is fixed (GENL_ID_CTRL); the lookup asks this machine's kernel
     assert resolve_type("nlctrl/CTRL_CMD_GETFAMILY", None) == {"protocol": 16, "type": 16, "cmd": 3}
     assert resolve_type("RTM_GETLINK", None) == {"protocol": 0, "type": 18, "cmd": None}

@@ -4,23 +4,31 @@ import re
 
 from nltrace import records
 from nltrace.catalogue import CATALOGUE, GENL_DISPATCH, TREE_FUNCTIONS, needed
-from nltrace.kernel.layout import BPF_SOURCE
+from nltrace.bpf import PROGRAMS, bcc_text
 
 
 def program_names(source):
-    """BPF programs flow.bpf.c defines, with its probe macros expanded."""
+    """BPF programs a source defines, with its probe macros expanded."""
     names = set(re.findall(r"NLT_(?:KPROBE|KRETPROBE|RAW_TRACEPOINT)\((\w+)\)", source))
     for fn in re.findall(r"^NLT_FUNCTION\((\w+),", source, re.M):
         names |= {f"enter_{fn}", f"exit_{fn}"}
     return names
 
 
-def test_every_catalogue_probe_has_its_programs():
-    defined = program_names(BPF_SOURCE.read_text())
+def test_every_catalogue_probe_has_its_programs_in_each_mode():
     wanted = {name for probe in CATALOGUE for name in probe.programs}
-    assert wanted - defined == set()
-    # and no program is left without a catalogue entry to attach it
-    assert {n for n in defined if not n.endswith("##fn")} - wanted == set()
+    for mode in PROGRAMS:
+        defined = program_names(bcc_text(mode))   # the program with the shared walk pasted in
+        assert wanted - defined == set(), mode
+        # and no program is left without a catalogue entry to attach it
+        assert {n for n in defined if not n.endswith("##fn")} - wanted == set(), mode
+
+
+def test_each_mode_keeps_its_own_output_map():
+    flow, latency = bcc_text("flow"), bcc_text("latency")
+    assert "NLT_RINGBUF(events" in flow and "NLT_RINGBUF(events" not in latency
+    assert "NLT_PERCPU_HASH(hists" in latency and "NLT_PERCPU_HASH(hists" not in flow
+    assert '#include "tree.bpf.h"' not in flow + latency   # BCC gets one text
 
 
 def test_catalogue_covers_the_enum_once():

@@ -1,12 +1,12 @@
 """Tree assembly on records from a real kernel (tests/fixtures, see conftest)."""
 
-from nltrace.cli import StreamSource
+from nltrace.sources.stream import StreamSource
 from nltrace import records
 from nltrace.trees import assemble, nest
 
 
 def load(path):
-    source = StreamSource(path)
+    source = StreamSource(path, "flow")
     trees = [assemble(records.parse_record(raw), source.symbolize) for raw in source.records()]
     source.close()
     return trees

@@ -1,0 +1,183 @@
+"""Running a trace: open the source, read it until the end, a duration or a
+stop signal, and hand each record, tree or snapshot to the view."""
+
+import json
+import signal
+import time
+from dataclasses import dataclass
+
+from nltrace import records
+from nltrace.errors import CannotTrace, Interrupted, LoadError
+from nltrace.histograms import group, interval_delta
+from nltrace.kernel import features
+from nltrace.trees import assemble
+
+
+class Stop(BaseException):
+    """Ctrl-C or SIGTERM. A BaseException, as KeyboardInterrupt is, so that an
+    `except Exception` does not catch it; and counted in Stop.signals,
+    because a bare `except:` (pyroute2 has some on the decoding path) can."""
+    signals = 0
+
+
+def _on_stop_signal(_signo, _frame):
+    Stop.signals += 1
+    raise Stop()
+
+
+def catch_stop_signals():
+    for signo in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signo, _on_stop_signal)
+
+
+def release_stop_signals():
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def open_live(config):
+    """Check the kernel, then compile and attach config's program: a
+    BccSource. Raises CannotTrace, LoadError or Interrupted."""
+    report = features.probe()
+    if not report.can_trace:
+        lines = [f"cannot trace on this kernel ({report.release}):"]
+        lines += [f"  - {c.name}: {c.detail}. Fix: {c.fix}" for c in report.failed()]
+        lines.append("Run `nltrace doctor` for the full report.")
+        raise CannotTrace("\n".join(lines))
+    from nltrace.sources.live import BccSource
+    catch_stop_signals()
+    try:
+        return BccSource(config, report.symbols, report.fentry)
+    except Stop:
+        raise Interrupted("interrupted before tracing began; nothing is left attached") from None
+
+
+def write_ready_file(path, source):
+    """pwru's handshake: PATH exists once every probe is attached."""
+    try:
+        with open(path, "w") as f:
+            f.write(json.dumps({"probes": len(source.attached)}) + "\n")
+    except OSError as e:
+        source.close()
+        raise LoadError(f"cannot write the ready file {path}: {e.strerror}") from None
+
+
+def drive(items, on_item, duration, on_heartbeat=lambda: None):
+    """Feed items (None: a heartbeat) to on_item until they end, the duration
+    ends, or Ctrl-C or SIGTERM. Returns the Stop.signals count it started
+    with, so the caller can tell whether a stop came."""
+    catch_stop_signals()
+    deadline = time.monotonic() + duration if duration else None
+    seen = Stop.signals
+    try:
+        for item in items:
+            if Stop.signals > seen:   # its exception was swallowed on the way
+                break
+            if item is not None:
+                on_item(item)
+                continue
+            on_heartbeat()
+            if deadline and time.monotonic() >= deadline:
+                break
+    except Stop:
+        pass
+    return seen
+
+
+def finish(source, on_record):
+    """After the stop: the records still waiting. A second Ctrl-C or SIGTERM
+    skips them; returns how many were skipped."""
+    seen = Stop.signals
+    try:
+        for raw in source.drain():
+            if Stop.signals > seen:
+                raise Stop()
+            on_record(raw)
+    except Stop:
+        return source.discard()
+    finally:
+        release_stop_signals()
+    return 0
+
+
+@dataclass
+class Outcome:
+    """How a flow or record run ended, for its summary line."""
+    shown: int = 0          # trees shown (flow) or records written (record)
+    malformed: int = 0      # records that could not be parsed (flow)
+    skipped: int = 0        # waiting records skipped by a second stop
+    counters: dict = None   # the kernel's lost/truncated/incomplete
+
+
+def read_records(source, on_record, duration, on_heartbeat=lambda: None):
+    """drive() over source.records(), then finish(); the Outcome's skipped
+    and counters."""
+    drive(source.records(), on_record, duration, on_heartbeat)
+    skipped = finish(source, on_record)
+    on_heartbeat()
+    return Outcome(skipped=skipped, counters=source.counters())
+
+
+def flow(source, filters, show, on_malformed, duration, on_heartbeat=lambda: None):
+    """Trees of source that pass filters, each to show(tree); a record that
+    cannot be parsed to on_malformed(ValueError). Returns the Outcome."""
+    shown = malformed = 0
+
+    def on_record(raw):
+        nonlocal shown, malformed
+        try:
+            tree = assemble(records.parse_record(raw), source.symbolize)
+        except ValueError as e:
+            malformed += 1
+            on_malformed(e)
+            return
+        if filters.match(tree):
+            shown += 1
+            show(tree)
+
+    outcome = read_records(source, on_record, duration, on_heartbeat)
+    outcome.shown, outcome.malformed = shown, malformed
+    return outcome
+
+
+def record(source, writer, duration):
+    """Raw records of source into writer (a StreamWriter), each handler's
+    name in a SYMBOLS frame before the first record that needs it. Returns
+    the Outcome (shown: records written)."""
+    known = set()
+    written = 0
+
+    def on_record(raw):
+        nonlocal written
+        rec = records.parse_record(raw)
+        if rec.handler and rec.handler not in known:
+            known.add(rec.handler)
+            name = source.symbolize(rec.handler)
+            if name:
+                writer.symbols({rec.handler: name})
+        writer.record(raw)
+        written += 1
+
+    outcome = read_records(source, on_record, duration)
+    writer.counters(outcome.counters)
+    outcome.shown = written
+    return outcome
+
+
+def latency(source, by, interval, duration, show):
+    """Histograms of source grouped by `by`, each interval's to
+    show(ts_ns, [Histogram]): every interval (live with -i, or each frame of
+    a stream), then at the end (live)."""
+    previous = {}
+
+    def report(snapshot):
+        nonlocal previous
+        histograms = group(interval_delta(snapshot.counts, previous), snapshot.maxima, by)
+        previous = snapshot.counts
+        show(snapshot.ts_ns, histograms)
+
+    drive(source.histograms(interval), report, duration)
+    release_stop_signals()
+    final = source.final_histograms()
+    if final is not None:
+        report(final)

@@ -1,0 +1,63 @@
+"""The source contract (nltrace/sources) and the config words (nltrace/config):
+both sources keep the one contract, and TraceConfig alone makes the words,
+for BCC and, as C, for nltrace-agent."""
+
+import inspect
+import sys
+
+from nltrace import records
+from nltrace.config import ADDRESSES, CONFIG_WORDS, TraceConfig, agent_config_c
+from nltrace.sources import Source
+from nltrace.sources.live import BccSource
+from nltrace.sources.stream import StreamSource
+
+C = records.C
+CONTRACT = [name for name, member in vars(Source).items()
+            if callable(member) and not name.startswith("_")]
+
+
+def test_the_stream_source_keeps_the_contract(recorded_stream):
+    source = StreamSource(recorded_stream, "flow")
+    try:
+        assert isinstance(source, Source)
+        assert source.mode == "flow"
+    finally:
+        source.close()
+
+
+def test_the_live_source_keeps_the_contract():
+    # BccSource needs a kernel with kprobes to be made; its methods are
+    # held against the contract's here (tests/vm runs it).
+    assert sorted(CONTRACT) == sorted(["records", "drain", "discard", "histograms", "final_histograms",
+                                       "counters", "symbolize", "close"])
+    for name in CONTRACT:
+        for cls in (BccSource, StreamSource):
+            wanted = list(inspect.signature(getattr(Source, name)).parameters)
+            have = list(inspect.signature(getattr(cls, name)).parameters)
+            assert have == wanted, (cls.__name__, name, have, wanted)
+
+
+def test_words_encode_the_options():
+    config = TraceConfig.for_latency("message", {"protocol": 16, "type": 0, "cmd": None},
+                                     pid=42, comm="nlload")
+    words = config.words({"rtnl_msg_handlers": 0xffff0000, "rtnl_mutex": 0xffff1000})
+    raw = b"nlload".ljust(16, b"\0")
+    assert words == {
+        C.NLT_CFG_PID: 42, C.NLT_CFG_SKIP_RECV: 1,
+        C.NLT_CFG_COMM_LO: int.from_bytes(raw[:8], sys.byteorder),
+        C.NLT_CFG_COMM_HI: int.from_bytes(raw[8:], sys.byteorder),
+        C.NLT_CFG_PROTOCOL: 17, C.NLT_CFG_TYPE: 1, C.NLT_CFG_CMD: 0,   # + 1: 0 is "any"
+        C.NLT_CFG_RTNL_HANDLERS: 0xffff0000, C.NLT_CFG_RTNL_MUTEX: 0xffff1000}
+    flow = TraceConfig.for_flow().words({})
+    assert set(flow.values()) == {0}
+    # every word but NLT_CFG_ARMED (the BCC loader's own state) comes from the table
+    assert set(flow) == set(range(C.NLT_CFG_MAX)) - {C.NLT_CFG_ARMED}
+
+
+def test_the_agent_gets_the_same_table_as_c():
+    text = agent_config_c()
+    for index, _, _ in CONFIG_WORDS:
+        assert f"\twords[{index}] = " in text
+    assert text.count("\twords[") == len(CONFIG_WORDS)
+    for name in ADDRESSES:
+        assert f'"{name}"' in text
