@@ -56,6 +56,6 @@ BENCH_OUT := .cache/vm-out/bench
 bench: install $(NLLOAD)
 	mkdir -p $(BENCH_OUT)
 	$(PY) bench/throughput.py | tee $(BENCH_OUT)/throughput.jsonl
-	tools/vm bench/run --nlload $(NLLOAD) --out $(BENCH_OUT) \
+	tools/vm $(PY) bench/run.py --nlload $(NLLOAD) --out $(BENCH_OUT) \
 		--host "$$(lscpu | sed -n 's/^Model name: *//p'), $$(nproc) cores"
 	$(PY) bench/report.py $(BENCH_OUT) > bench/RESULTS.md

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """bench/RESULTS.md from one `make bench`: the VM's overhead table
-(bench/run's table.md) and the host-side throughput (bench/throughput.py's
+(bench/run.py's table.md) and the host-side throughput (bench/throughput.py's
 JSON lines). Usage: bench/report.py OUT_DIR > bench/RESULTS.md"""
 
 import json
@@ -23,7 +23,8 @@ Made by `make bench`; see bench/README.md for what is measured and how.
 ratio = requests/s of bench/nlload.c while traced over the same untraced, in
 alternating windows (B T B T B T B); events/s = probe hits (2 per traced call)
 the tracer accounted for; lost = records (flow: whole trees) the ring buffer
-had no room for; startup = start to the Tracing line.
+had no room for; startup = start to attached (nltrace's --ready-file written,
+bpftrace's Tracing line).
 
 {overhead}
 

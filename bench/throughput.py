@@ -10,7 +10,7 @@ same bytes twice), and times the per-record work of `nltrace flow`:
   assemble   records.parse_record + trees.assemble (decoding included)
   flow-json  the same plus the JSON line `flow --json` prints
 
-An event is one probe hit, as in bench/run: each node of a tree is a traced
+An event is one probe hit, as in bench/run.py: each node of a tree is a traced
 call, two hits (entry and return). It prints one JSON line per stage.
 """
 

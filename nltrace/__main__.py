@@ -1,3 +1,4 @@
+"""python -m nltrace: the command line."""
 from nltrace.cli import main
 
 main()

@@ -2,7 +2,7 @@
 
 The function ids and names come from enum nlt_func in nltrace/bpf/records.h;
 this module adds what each one contributes, and the two probes that are not
-tree nodes. flow.bpf.c has enter_<name>/exit_<name> programs for each
+tree nodes. tree.bpf.h has enter_<name>/exit_<name> programs for each
 function (a host test checks that the three agree).
 """
 

@@ -67,6 +67,7 @@ ready_file_option = click.option(
     help="Create PATH (one line of JSON) once every probe is attached, for scripts that "
          "wait for the tracer before they start their load.")
 
+
 @click.group(cls=Commands)
 @click.version_option(package_name="nltrace")
 def main():

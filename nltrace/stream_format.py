@@ -1,6 +1,6 @@
 """The nltrace stream: raw kernel records in a file or pipe, to read later or elsewhere.
 
-Written by `nltrace record` and by nltrace-agent (nltrace/agent/agent.c);
+Written by `nltrace record` and by nltrace-agent (nltrace/agent/stream.c);
 records.h defines the frames for both. Layout (little-endian):
     magic   b"NLTRACE\\0"
     frames  struct nlt_frame (kind:u8, 3 pad bytes, length:u32), payload[length]

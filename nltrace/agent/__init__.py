@@ -1,0 +1,1 @@
+"""The BMC path: nltrace build, and the static nltrace-agent it builds for a target kernel."""

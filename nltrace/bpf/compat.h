@@ -1,11 +1,11 @@
-/* What differs between the two toolchains that compile flow.bpf.c:
+/* What differs between the two toolchains that compile the kernel programs:
  *   NLT_BCC defined:  BCC at run time on the machine being traced;
  *   otherwise:        clang ahead of time for a target (nltrace build).
  * Both take struct offsets the same way, as -DNLT_OFF_<struct>_<member>=N
  * and -DNLT_SIZE_<struct>_<member>=N, struct sizes as -DNLT_SIZEOF_<struct>=N
  * (see NLT_READ below). The program itself is written once, against the macros below. Map calls
  * cannot be macros (BCC rewrites map methods only outside macros), so
- * flow.bpf.c keeps its few map accessors in one #ifdef block. */
+ * the programs keep their few map accessors in #ifdef NLT_BCC blocks. */
 #ifndef NLT_COMPAT_H
 #define NLT_COMPAT_H
 

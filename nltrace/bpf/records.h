@@ -1,6 +1,6 @@
 /* The record layout shared by the kernel programs and user space.
  *
- * This file is the single definition: flow.bpf.c includes it, and Python
+ * This file is the single definition: the kernel programs include it, and Python
  * (nltrace/records.py) hands it to cffi's cdef, so it holds only
  * what cffi parses: integer #defines, enums and structs of fixed-width
  * types. Every field has a fixed size and the structs have no implicit

@@ -21,7 +21,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
-from compare import NLLOAD_SENDS, nlload_sends, summaries  # noqa: E402
+from harness.shapes import NLLOAD_SENDS, nlload_sends, summaries  # noqa: E402
+from harness.tracer import render  # noqa: E402
 
 CACHE = os.path.join(os.environ.get("NLTRACE_CACHE", os.path.join(ROOT, ".cache")), "arm")
 REFERENCE = os.path.join(os.environ.get("NLTRACE_VM_OUT", os.path.join(ROOT, ".cache", "vm-out")),
@@ -33,20 +34,22 @@ BOOT_TIMEOUT_S = 900
 # the workload, a latency stream of 7 RTM_GETLINK, the --text trees of 2
 # CTRL_CMD_GETFAMILY, and the agent's peak memory.
 BOARD_SCRIPT = r"""
-attached() { i=0; while ! grep -q '^Tracing' "$1" 2>/dev/null; do sleep 0.2; i=$((i+1)); [ $i -lt 1500 ] || return 1; done; }
+# attached FILE PID: wait until the agent has written its ready file (once
+# every probe is attached) while it still runs
+attached() { i=0; while [ ! -e "$1" ]; do kill -0 "$2" 2>/dev/null || return 1; sleep 0.2; i=$((i+1)); [ $i -lt 1500 ] || return 1; done; }
 for jit in 1 0; do
     echo $jit > /proc/sys/net/core/bpf_jit_enable
-    ./nltrace-agent -o /out/flow-jit$jit.nltrace 2> /out/flow-jit$jit.err & agent=$!
-    attached /out/flow-jit$jit.err || exit 1
+    ./nltrace-agent --ready-file /out/ready-flow-jit$jit -o /out/flow-jit$jit.nltrace 2> /out/flow-jit$jit.err & agent=$!
+    attached /out/ready-flow-jit$jit $agent || exit 1
     sh ./workload.sh /nltrace || exit 1
     grep VmHWM /proc/$agent/status > /out/memory-jit$jit
     kill -INT $agent; wait $agent || exit 1
-    ./nltrace-agent --latency -c nlload -o /out/latency-jit$jit.nltrace 2> /out/latency-jit$jit.err & agent=$!
-    attached /out/latency-jit$jit.err || exit 1
+    ./nltrace-agent --ready-file /out/ready-latency-jit$jit --latency -c nlload -o /out/latency-jit$jit.nltrace 2> /out/latency-jit$jit.err & agent=$!
+    attached /out/ready-latency-jit$jit $agent || exit 1
     ./nlload get --count 7 > /dev/null
     kill -INT $agent; wait $agent || exit 1
-    ./nltrace-agent --text -c nlload > /out/text-jit$jit.txt 2> /out/text-jit$jit.err & agent=$!
-    attached /out/text-jit$jit.err || exit 1
+    ./nltrace-agent --ready-file /out/ready-text-jit$jit --text -c nlload > /out/text-jit$jit.txt 2> /out/text-jit$jit.err & agent=$!
+    attached /out/ready-text-jit$jit $agent || exit 1
     ./nlload genl --count 2 > /dev/null
     kill -INT $agent; wait $agent || exit 1
     cat /proc/sys/net/core/bpf_jit_enable > /out/jit-after-jit$jit
@@ -78,13 +81,6 @@ def board(tmp_path_factory):
     assert boot.returncode == 0, boot.stdout[-4000:] + boot.stderr[-2000:]
     shutil.copy(payload / "nltrace-agent", out)
     return out
-
-
-def render(command, path, *args):
-    done = subprocess.run([sys.executable, "-m", "nltrace", command, "--input", str(path), "--json", *args],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()], done.stderr
 
 
 def test_agent_size(board):

@@ -17,10 +17,9 @@ import sys
 
 import pytest
 
-from conftest import ROOT, TREE_WAIT_S, Tracer
-
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-from compare import NLLOAD_SENDS, nlload_sends, sent, summaries  # noqa: E402
+from conftest import ROOT
+from harness.shapes import NLLOAD_SENDS, nlload_sends, sent, summaries
+from harness.tracer import Tracer, nltrace, render
 
 WORKLOAD = os.path.join(ROOT, "tests", "clients", "workload.sh")
 OUT = os.path.join(os.environ.get("NLTRACE_VM_OUT", "/tmp"), "agent-x86")
@@ -41,28 +40,12 @@ def agent():
 
 
 def run_agent(agent, args, workload):
-    """Start the agent, wait for its Tracing line, run workload (argv), then
-    Ctrl-C it. Returns (stdout bytes, stderr lines)."""
-    proc = subprocess.Popen([agent, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    err = []
-    for line in proc.stderr:
-        err.append(line.decode().rstrip())
-        if line.startswith(b"Tracing"):
-            break
-    else:
-        raise AssertionError(f"the agent never attached: {err}")
+    """Start the agent, wait until it is attached (its ready file), run
+    workload (argv), then Ctrl-C it. Returns (stdout lines, stderr lines)."""
+    tool = Tracer([agent, *args], parse=str)
     subprocess.run(workload, check=True)
-    proc.send_signal(signal.SIGINT)
-    out, rest = proc.communicate(timeout=TREE_WAIT_S)
-    assert proc.returncode == 0, err + rest.decode().splitlines()
-    return out, err + rest.decode().splitlines()
-
-
-def render(command, stream, *args):
-    done = subprocess.run([sys.executable, "-m", "nltrace", command, "--input", stream, "--json", *args],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    return [json.loads(line) for line in done.stdout.splitlines()], done.stderr
+    assert tool.stop(signal.SIGINT) == 0, tool.stderr
+    return tool.stdout, tool.stderr
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +73,7 @@ def agent_trees(agent):
 # the agent always with kprobes. Both kinds must give the agent's trees.
 @pytest.mark.parametrize("kind", ["fentry", "kprobes"])
 def test_bcc_trees_match_the_agent(agent_trees, kind):
-    tracer = Tracer("--all-probes", *(["--kprobes"] if kind == "kprobes" else []))
+    tracer = Tracer(nltrace("flow", "--json", "--all-probes", *(["--kprobes"] if kind == "kprobes" else [])))
     try:
         done, bcc_trees = tracer.run(["sh", WORKLOAD, OUT])
         assert done.returncode == 0, done.stderr
@@ -114,8 +97,7 @@ def test_agent_latency_counts_exactly(agent):
 
 
 def test_agent_text_mode(agent):
-    out, _ = run_agent(agent, ["--text", "-c", "nlload"], [os.path.join(OUT, "nlload"), "genl", "--count", "2"])
-    lines = out.decode().splitlines()
+    lines, _ = run_agent(agent, ["--text", "-c", "nlload"], [os.path.join(OUT, "nlload"), "genl", "--count", "2"])
     heads = [line for line in lines if not line.startswith((" ", "nltrace-agent:"))]   # one per tree
     requests = [h for h in heads if "nlctrl cmd 3 handler ctrl_getfamily" in h]
     assert len(heads) == 4 and len(requests) == 2, lines              # 2 sends, 2 reads

@@ -1,4 +1,4 @@
-"""The overhead bench still runs: bench/run in its minimal mode (one round of
+"""The overhead bench still runs: bench/run.py in its minimal mode (one round of
 short windows per tracer). Benchmarks never fail a test on a timing: this
 checks only that every tracer ran and saw the load, and that the table was
 written. `make bench` is the real measurement."""
@@ -19,7 +19,7 @@ def test_bench_minimal_mode(tmp_path):
     assert os.access(NLLOAD, os.X_OK), "bench/nlload.c is not built: `make test-vm` builds it"
     # kept where the host can read it (tools/vm's shared directory)
     out = os.path.join(os.environ.get("NLTRACE_VM_OUT", str(tmp_path)), "bench-minimal")
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run"), "--nlload", NLLOAD,
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "run.py"), "--nlload", NLLOAD,
                            "--window", "0.5", "--rounds", "1", "--out", out],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -16,50 +16,9 @@ import sys
 
 import pytest
 
-from conftest import CLIENT, ROOT, Tracer
-from nltrace.catalogue import FLOW_DETAIL
-
-
-def N(func, *children):
-    """An expected node. A name ending in "?" may be absent: inlined at that
-    call site, or not traceable on this kernel; its children then stand in
-    its place."""
-    return (func, list(children))
-
-
-def shape(node):
-    return (node["func"], [shape(c) for c in node["children"]])
-
-
-def matches(expected, actual):
-    """Do the lists of (func, children) match, optional nodes allowed?"""
-    if not expected:
-        return not actual
-    (func, kids), rest = expected[0], expected[1:]
-    if func.endswith("?"):
-        present = (actual and actual[0][0] == func[:-1] and matches(kids, actual[0][1])
-                   and matches(rest, actual[1:]))
-        return bool(present) or matches(kids + rest, actual)
-    return bool(actual) and actual[0][0] == func and matches(kids, actual[0][1]) and matches(rest, actual[1:])
-
-
-def as_shown(expected):
-    """The documented nodes as flow shows them by default: the steps it
-    leaves out unless --all-probes (FLOW_DETAIL) replaced by their children."""
-    out = []
-    for func, kids in expected:
-        kids = as_shown(kids)
-        if func.rstrip("?") in FLOW_DETAIL:
-            out += kids
-        else:
-            out.append((func, kids))
-    return out
-
-
-def assert_shape(tree, expected):
-    shown = as_shown([expected])
-    assert matches(shown, [shape(tree["root"])]), (
-        f"tree {json.dumps(shape(tree['root']))} does not match the documented {json.dumps(shown)}")
+from conftest import CLIENT, ROOT
+from harness.shapes import N, as_shown, assert_shape, matches, shape
+from harness.tracer import Tracer, nltrace
 
 
 # The documented trees (seeds 000-004), as the kernel runs them.
@@ -129,7 +88,7 @@ def test_pid_filter_in_the_kernel():
     process's first call was missed in 2 of 3 full runs (open; see the issue)."""
     waiting = subprocess.Popen(client("--wait", "--count", "5", "--seq", "900", "getlink", "--index", "1"),
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    only = Tracer("-p", str(waiting.pid))
+    only = Tracer(nltrace("flow", "--json", "-p", str(waiting.pid)))
     others = [subprocess.run(["ip", "link", "show", "lo"], capture_output=True) for _ in range(3)]
     out, _ = waiting.communicate("go\n", timeout=300)
     others += [subprocess.run(["ip", "link", "show", "lo"], capture_output=True) for _ in range(3)]
@@ -142,10 +101,10 @@ def test_pid_filter_in_the_kernel():
     # incomplete) or was never made.
     summary = [line for line in only.stderr if re.match(r"nltrace: \d+ trees shown", line)]
     assert summary and ", 0 lost, 0 truncated, 0 incomplete" in summary[-1], only.stderr[-3:]
-    assert {t["pid"] for t in only.trees} == {waiting.pid}
-    check_against_client(only.trees, sent, "NETLINK_ROUTE")
+    assert {t["pid"] for t in only.stdout} == {waiting.pid}
+    check_against_client(only.stdout, sent, "NETLINK_ROUTE")
     # and its reads: one netlink_recvmsg per answer
-    reads = [t for t in only.trees if t["root"]["func"] == "netlink_recvmsg"]
+    reads = [t for t in only.stdout if t["root"]["func"] == "netlink_recvmsg"]
     assert [t["message"]["seq"] for t in sorted(reads, key=lambda t: t["ts_ns"])] == [900, 901, 902, 903, 904]
 
 
@@ -292,7 +251,7 @@ def test_usersock_between_two_processes(tracer):
     proc = subprocess.run(client("--count", "3", "--seq", "70", "usersock-send", "--port", str(port)),
                           capture_output=True, text=True)
     out, _ = receiver.communicate(timeout=60)
-    trees = tracer.trees_since(mark)
+    trees = tracer.since(mark)
     got = [json.loads(line) for line in out.splitlines()]
     sent = sent_by(proc)
     assert [m["seq"] for m in got] == [m["seq"] for m in sent] == [70, 71, 72]
@@ -325,7 +284,7 @@ def test_a_full_rate_burst_loses_no_tree(tracer):
     load = subprocess.run([NLLOAD, "get", "--count", str(BURST)], capture_output=True, text=True)
     assert load.returncode == 0, load.stderr
     assert json.loads(load.stdout)["requests"] == BURST
-    trees = [t for t in tracer.trees_since(mark) if t["comm"] == "nlload"]
+    trees = [t for t in tracer.since(mark) if t["comm"] == "nlload"]
     sends = [t for t in trees if t["root"]["func"] == "netlink_sendmsg"]
     reads = [t for t in trees if t["root"]["func"] == "netlink_recvmsg"]
     assert [t["message"]["seq"] for t in sends] == list(range(1, BURST + 1))

@@ -5,7 +5,8 @@ import json
 import subprocess
 import sys
 
-from conftest import CLIENT, Tracer
+from conftest import CLIENT
+from harness.tracer import Tracer, nltrace
 
 
 def client(*args):
@@ -16,7 +17,7 @@ def run_latency_report(tracer):
     """Stop the tool and return its one report (no -i: it prints at the end)."""
     tracer.stop()
     assert tracer.proc.returncode == 0, tracer.stderr
-    (report,) = tracer.trees
+    (report,) = tracer.stdout
     return report
 
 
@@ -33,7 +34,7 @@ def test_exact_counts_per_message_for_one_pid():
     waiting = subprocess.Popen(client("--wait", "mix", "--getlink", str(n_getlink),
                                       "--getfamily", str(n_getfamily)),
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    latency = Tracer("-p", str(waiting.pid), "--by", "message", command="latency")
+    latency = Tracer(nltrace("latency", "--json", "-p", str(waiting.pid), "--by", "message"))
     busy = [subprocess.run(["ip", "link", "show", "lo"], capture_output=True) for _ in range(3)]
     out, _ = waiting.communicate("go\n", timeout=300)
     assert len(out.splitlines()) == n_getlink + n_getfamily
@@ -64,7 +65,7 @@ def test_rtnl_wait_rises_under_contention(tmp_path):
     delete dummy links, holding RTNL. Both take RTNL in their doit; the
     contended ones must wait longer than the baseline's slowest."""
     count = 30
-    latency = Tracer("-c", "nlrtnl", "--by", "rtnl", command="latency")
+    latency = Tracer(nltrace("latency", "--json", "-c", "nlrtnl", "--by", "rtnl"))
     base = subprocess.run(client("--comm", "nlrtnl", "--count", str(count), "getstats", "--index", "1"),
                           capture_output=True, text=True)
     assert base.returncode == 0, base.stderr

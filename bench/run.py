@@ -32,9 +32,13 @@ Catch-up (flow) is the time from a window's end until flow had printed every
 tree of it: during a burst flow decodes only a small share of the time and
 lets the ring buffer hold the rest (nltrace/sources/pacing.py).
 
-Startup is the time from starting the tracer to its Tracing line (nltrace's
-on stderr, once every probe is attached; bpftrace's printed by its BEGIN
-probe).
+Startup is the time from starting the tracer until it is attached: nltrace's
+--ready-file appears (written once every probe is attached); bpftrace, which
+has no such option, prints a Tracing line from its BEGIN probe.
+
+The tracers run through tests/harness (tests/harness/tracer.py): its Tracer
+starts them, waits until they are attached, syncs flow with marker requests
+and stops them. Run it as `python bench/run.py ...`, or import it.
 """
 
 import argparse
@@ -47,149 +51,91 @@ import statistics
 import struct
 import subprocess
 import sys
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+from harness.tracer import Tracer, nltrace  # noqa: E402
+
 from nltrace import records  # noqa: E402  (the hist key layout, from records.h)
 
 MODES = ("get", "dump", "genl")
 DUMMY_LINKS = 40            # so that a link dump spans several reads
-READY_WAIT_S = 600          # BCC compiles slowly under TCG
-SETTLE_S = 1.0              # after the Tracing line, before the first T window
+SETTLE_S = 1.0              # after the tracer is attached, before the first T window
 QUIET_S = 1.0               # bpftrace's map print is complete once it stops growing this long
 QUIET_MAX_S = 300
 MARKER_RETRY_S = 5
 
 TRACERS = {
-    "flow": ["nltrace", "flow", "--json"],
-    "latency": ["nltrace", "latency"],
+    "flow": nltrace("flow", "--json"),
+    "latency": nltrace("latency"),
     "bpftrace": ["bpftrace", os.path.join(ROOT, "bench", "netlink-hist.bt")],
 }
-HIST_LINE = re.compile(rb"^[\[(][^\]\)]*[\]\)]\s+(\d+)\s+\|", re.M)
+HIST_LINE = re.compile(r"^[\[(][^\]\)]*[\]\)]\s+(\d+)\s+\|")
 
 
 def run_json(argv):
     return json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
 
 
-class Output:
-    """A child's stream, read in a thread and kept."""
+class NodeCounter:
+    """flow --json's lines, counted and then discarded: the nodes of nlload's trees."""
 
-    def __init__(self, stream):
-        self.data = bytearray()
-        self.changed = time.monotonic()
-        self.lock = threading.Lock()
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+    def __init__(self):
+        self.nodes = 0
 
-    def _read(self, stream):
-        while chunk := os.read(stream.fileno(), 1 << 16):
-            with self.lock:
-                self.on_chunk(chunk)
-                self.changed = time.monotonic()
-
-    def on_chunk(self, chunk):
-        self.data += chunk
-
-    def text(self):
-        with self.lock:
-            return bytes(self.data)
-
-    def wait_quiet(self):
-        end = time.monotonic() + QUIET_MAX_S
-        while time.monotonic() < end:
-            with self.lock:
-                idle = time.monotonic() - self.changed
-            if idle >= QUIET_S:
-                return
-            time.sleep(QUIET_S - idle)
+    def __call__(self, line):
+        if '"comm":"nlload"' in line:
+            self.nodes += line.count('"func":')
 
 
-class TreeCounter(Output):
-    """flow --json's output, counted line by line and then discarded: the
-    nodes of nlload's trees, and the trees of the marker command."""
+class BenchTracer:
+    """One tracer started for a T window, and what it accounted for so far."""
 
-    def __init__(self, stream):
-        self.nodes = self.markers = 0
-        self.partial = b""
-        super().__init__(stream)
-
-    def on_chunk(self, chunk):
-        *lines, self.partial = (self.partial + chunk).split(b"\n")
-        for line in lines:
-            if b'"comm":"nlload"' in line:
-                self.nodes += line.count(b'"func":')
-            elif b'"comm":"ip"' in line:
-                self.markers += 1
-
-    def sync(self):
-        """Wait until every tree committed so far has been printed: send a
-        marker (`ip link show lo`) and wait for its tree, which the ring
-        buffer delivers after every earlier one. While the ring buffer is
-        still full of the window's trees the marker's are lost too, so a
-        marker goes out again every MARKER_RETRY_S."""
-        with self.lock:
-            seen = self.markers
-        end = time.monotonic() + QUIET_MAX_S
-        while time.monotonic() < end:
-            subprocess.run(["ip", "link", "show", "lo"], check=True, stdout=subprocess.DEVNULL)
-            retry = time.monotonic() + MARKER_RETRY_S
-            while time.monotonic() < retry:
-                with self.lock:
-                    if self.markers > seen:
-                        return
-                time.sleep(0.05)
-        raise SystemExit("bench: flow never printed a marker's tree")
-
-
-class Tracer:
     def __init__(self, name):
         self.name = name
-        started = time.monotonic()
-        self.proc = subprocess.Popen(TRACERS[name], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        self.out = TreeCounter(self.proc.stdout) if name == "flow" else Output(self.proc.stdout)
-        self.err = Output(self.proc.stderr)
-        ready = self.err if name != "bpftrace" else self.out
-        while b"Tracing" not in ready.text():
-            if self.proc.poll() is not None or time.monotonic() - started > READY_WAIT_S:
-                self.proc.kill()
-                raise SystemExit(f"bench: {name} never started: {self.err.text().decode()[-2000:]}")
-            time.sleep(0.05)
-        self.startup_s = time.monotonic() - started
+        if name == "flow":
+            self.counter = NodeCounter()
+            self.tool = Tracer(TRACERS[name], parse=self.counter)
+        elif name == "bpftrace":   # no --ready-file: it prints "Tracing" from BEGIN
+            self.tool = Tracer(TRACERS[name], parse=str, ready_line="Tracing")
+        else:
+            self.tool = Tracer(TRACERS[name], parse=str)
+        self.startup_s = self.tool.startup_s
         time.sleep(SETTLE_S)
 
     def calls(self):
         """Traced calls accounted for so far, once the tracer has caught up."""
         if self.name == "flow":
-            self.out.sync()
-            return self.out.nodes
+            # while the ring buffer is still full of the window's trees the
+            # marker's are lost too: a marker goes out again every MARKER_RETRY_S
+            self.tool.sync(timeout=QUIET_MAX_S, resend_s=MARKER_RETRY_S)
+            return self.counter.nodes
         if self.name == "latency":
             return latency_calls()
         # bpftrace prints every map on SIGUSR1; the newest print is cumulative
-        before = len(self.out.text())
-        self.proc.send_signal(signal.SIGUSR1)
-        asked = time.monotonic()
-        while len(self.out.text()) == before and time.monotonic() - asked < QUIET_S:
-            time.sleep(0.05)   # (with no map yet, it prints nothing)
-        self.out.wait_quiet()
-        return sum(int(n) for n in HIST_LINE.findall(self.out.text()[before:]))
+        before = self.tool.mark()
+        self.tool.proc.send_signal(signal.SIGUSR1)
+        self.tool.wait(lambda: len(self.tool.stdout) > before, QUIET_S)   # (with no map yet, it prints nothing)
+        self.tool.wait_quiet(QUIET_S, QUIET_MAX_S)
+        with self.tool.cond:
+            printed = self.tool.stdout[before:]
+        return sum(int(m.group(1)) for m in map(HIST_LINE.match, printed) if m)
 
     def lost(self):
         if self.name == "flow":
             return flow_lost()
         if self.name == "bpftrace":
-            return sum(int(n) for n in re.findall(rb"Lost (\d+) events", self.out.text() + self.err.text()))
+            with self.tool.cond:
+                text = "\n".join(self.tool.stdout + self.tool.stderr)
+            return sum(int(n) for n in re.findall(r"Lost (\d+) events", text))
         return 0
 
     def stop(self):
-        self.proc.send_signal(signal.SIGINT if self.name == "bpftrace" else signal.SIGTERM)
-        self.proc.wait(timeout=QUIET_MAX_S)
-        if self.proc.returncode != 0:
-            raise SystemExit(f"bench: {self.name} exited {self.proc.returncode}: "
-                             f"{self.err.text().decode()[-2000:]}")
-        self.summary = self.err.text().decode().strip().splitlines()[-1:]
+        status = self.tool.stop(signal.SIGINT if self.name == "bpftrace" else signal.SIGTERM, QUIET_MAX_S)
+        if status != 0:
+            raise SystemExit(f"bench: {self.name} exited {status}: {self.tool.stderr[-30:]}")
+        self.summary = [line for line in self.tool.stderr if line.strip()][-1:]
 
 
 def bpf_map(name):
@@ -252,7 +198,7 @@ def measure(args):
         runs = []
         for _ in range(args.rounds):
             b_windows()
-            tracer = Tracer(name)
+            tracer = BenchTracer(name)
             run = {"startup_s": tracer.startup_s, "windows": {}}
             for mode in MODES:
                 calls_before, lost_before = tracer.calls(), tracer.lost()

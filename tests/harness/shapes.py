@@ -1,0 +1,99 @@
+"""Projects trees for comparison: shapes, expected shapes with optional nodes, sent-message summaries.
+
+Expected trees (N) are matched against a tree's shape with optional nodes
+allowed (a function inlined at that call site, or not traceable on this
+kernel). Two runs of tests/clients/workload.sh (agent vs BCC on x86, ARM vs
+x86) are compared by each sent message's decoded request and its call tree,
+over the functions both runs traced (kernels inline different functions, so
+a node one kernel lacks is left out of both).
+"""
+
+import json
+
+from nltrace.catalogue import FLOW_DETAIL
+
+WORKLOAD_COMMS = {"busybox", "nlload"}
+NLLOAD_SENDS = 6   # tests/clients/workload.sh: 3 genl + 2 get + 1 dump
+
+
+def N(func, *children):
+    """An expected node. A name ending in "?" may be absent: inlined at that
+    call site, or not traceable on this kernel; its children then stand in
+    its place."""
+    return (func, list(children))
+
+
+def shape(node, keep=None):
+    """(func, children) of a tree's node. With keep, nodes outside it are
+    dropped and their children lifted (a dropped node gives the list of them)."""
+    kids = []
+    for child in node["children"]:
+        sub = shape(child, keep)
+        kids.extend(sub if isinstance(sub, list) else [sub])
+    return (node["func"], kids) if keep is None or node["func"] in keep else kids
+
+
+def matches(expected, actual):
+    """Do the lists of (func, children) match, optional nodes allowed?"""
+    if not expected:
+        return not actual
+    (func, kids), rest = expected[0], expected[1:]
+    if func.endswith("?"):
+        present = (actual and actual[0][0] == func[:-1] and matches(kids, actual[0][1])
+                   and matches(rest, actual[1:]))
+        return bool(present) or matches(kids + rest, actual)
+    return bool(actual) and actual[0][0] == func and matches(kids, actual[0][1]) and matches(rest, actual[1:])
+
+
+def as_shown(expected):
+    """The documented nodes as flow shows them by default: the steps it
+    leaves out unless --all-probes (FLOW_DETAIL) replaced by their children."""
+    out = []
+    for func, kids in expected:
+        kids = as_shown(kids)
+        if func.rstrip("?") in FLOW_DETAIL:
+            out += kids
+        else:
+            out.append((func, kids))
+    return out
+
+
+def assert_shape(tree, expected):
+    shown = as_shown([expected])
+    assert matches(shown, [shape(tree["root"])]), (
+        f"tree {json.dumps(shape(tree['root']))} does not match the documented {json.dumps(shown)}")
+
+
+def functions(trees):
+    seen = set()
+
+    def walk(node):
+        seen.add(node["func"])
+        for child in node["children"]:
+            walk(child)
+    for tree in trees:
+        walk(tree["root"])
+    return seen
+
+
+def sent(trees):
+    """The workload's netlink_sendmsg trees, in order."""
+    return [t for t in trees if t["comm"] in WORKLOAD_COMMS and t["root"]["func"] == "netlink_sendmsg"]
+
+
+def summary(tree, keep):
+    msg = tree["message"] or {}
+    return {"comm": tree["comm"], "protocol": tree["protocol"], "type": msg.get("type_name"),
+            "flags": msg.get("flags"), "family": msg.get("family"), "cmd": msg.get("cmd_name"),
+            "handler": tree["handler"], "error": (tree["error"] or {}).get("name"),
+            "shape": shape(tree["root"], keep)}
+
+
+def summaries(trees, other):
+    """Summaries of trees' sent messages, over the functions seen in both trees and other."""
+    keep = functions(sent(trees)) & functions(sent(other))
+    return [summary(t, keep) for t in sent(trees)]
+
+
+def nlload_sends(trees):
+    return [t for t in sent(trees) if t["comm"] == "nlload"]
