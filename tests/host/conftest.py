@@ -1,3 +1,5 @@
+"""Host tests' fixtures: the streams recorded from real kernels in tests/fixtures/."""
+
 import glob
 import os
 
