@@ -64,8 +64,7 @@ def write_ready_file(path, source):
 
 def drive(items, on_item, duration, on_heartbeat=lambda: None):
     """Feed items (None: a heartbeat) to on_item until they end, the duration
-    ends, or Ctrl-C or SIGTERM. Returns the Stop.signals count it started
-    with, so the caller can tell whether a stop came."""
+    ends, or Ctrl-C or SIGTERM."""
     catch_stop_signals()
     deadline = time.monotonic() + duration if duration else None
     seen = Stop.signals
@@ -81,7 +80,6 @@ def drive(items, on_item, duration, on_heartbeat=lambda: None):
                 break
     except Stop:
         pass
-    return seen
 
 
 def finish(source, on_record):

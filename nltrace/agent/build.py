@@ -26,11 +26,11 @@ from importlib import resources
 
 from nltrace.agent import kernel_image
 from nltrace.bpf import BPF_DIR, PROGRAMS
-from nltrace.errors import NltraceError
 from nltrace.catalogue import CATALOGUE, ROOT_FUNCTIONS, TREE_FUNCTIONS, needed
 from nltrace.config import ADDRESSES, agent_config_c
-from nltrace.kernel.symbols import resolve_symbol
+from nltrace.errors import NltraceError
 from nltrace.kernel.layout import LayoutError, layout_cflags, read_layout
+from nltrace.kernel.symbols import resolve_symbol
 from nltrace.records import FUNC_NAMES
 
 AGENT_DIR = resources.files("nltrace") / "agent"

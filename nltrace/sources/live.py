@@ -19,6 +19,7 @@ from nltrace.kernel.layout import LayoutError, layout_cflags, read_layout
 from nltrace.kernel.symbols import kallsyms_addresses
 from nltrace.sources import Snapshot
 from nltrace.sources.pacing import Pacer
+
 # Threads blocked in netlink_recvmsg (daemons waiting for events) each hold a
 # kretprobe instance; the kernel's default of ~2 per CPU would run out.
 KRETPROBE_MAXACTIVE = 512
@@ -117,7 +118,7 @@ class BccSource:
                 self.missing[probe.name] = f"attach failed: {e}"
         if not attached:
             raise LoadError("no probe could be attached: " +
-                              "; ".join(f"{k}: {v}" for k, v in self.missing.items()))
+                            "; ".join(f"{k}: {v}" for k, v in self.missing.items()))
         return attached
 
     def _on_record(self, _ctx, data, size):
