@@ -22,7 +22,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
 	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
-	$(PY) -m pip install -q -e . virtme-ng pytest
+	$(PY) -m pip install -q -e . virtme-ng pytest pytest-timeout
 	mkdir -p .cache && touch $@
 
 demo: install
@@ -41,13 +41,13 @@ $(NLLOAD): bench/nlload.c
 
 # tests/vm includes the bench's minimal mode (tests/vm/test_bench.py)
 test-vm: install $(NLLOAD)
-	tools/vm $(PY) -m pytest -p no:cacheprovider -v tests/vm
+	tools/vm $(PY) -m pytest -p no:cacheprovider -v --durations=0 tests/vm
 
 # The armel rpi kernel, its DWARF vmlinux and the libbpf sysroot, cached in
 # .cache/arm; tests/arm compares with the x86 trees test-vm leaves behind.
 test-arm: install
 	tools/arm/fetch
-	$(PY) -m pytest -p no:cacheprovider -v -s tests/arm
+	$(PY) -m pytest -p no:cacheprovider -v -s --durations=0 tests/arm
 
 vm: install
 	tools/vm bash -c '$(CMD)'
