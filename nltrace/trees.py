@@ -14,6 +14,7 @@ _VOID = {p.name for p in TREE_FUNCTIONS if p.returns_void}
 # func id -> (kernel function name, returns void)
 FUNCS = {i: (name, name in _VOID) for i, name in records.FUNC_NAMES.items()}
 NETLINK_ACK = C.NLT_FN_netlink_ack
+EINTR = -4
 
 
 def _cstr(char_array):
@@ -35,6 +36,20 @@ def nest(nodes):
     return root
 
 
+def mark_dump_starts(node):
+    """netlink_dump_start() returns -EINTR once the dump has begun: the
+    kernel's "no ack, the dump answers" marker, not a failure. A call that
+    returns it around a netlink_dump gets dump_started instead of an errno.
+    Returns whether node's subtree holds a netlink_dump."""
+    dumps = False
+    for child in node["children"]:
+        dumps |= mark_dump_starts(child)
+    if dumps and node["ret"] == EINTR:
+        node.pop("errno", None)
+        node["dump_started"] = True
+    return dumps or node["func"] == "netlink_dump"
+
+
 def assemble(rec, symbolize):
     """rec: a parsed struct nlt_record. symbolize: kernel address -> name or None."""
     nodes = []
@@ -52,6 +67,8 @@ def assemble(rec, symbolize):
             node["ack_error"] = aux - (1 << 32) if aux >= 1 << 31 else aux
         nodes.append((depth, node))
     root = nest(nodes)
+    if root:
+        mark_dump_starts(root)
 
     family = _cstr(rec.genl_family) or None
     message = decode_message(bytes(records.ffi.buffer(rec.msg, rec.msg_len)), rec.protocol, family)

@@ -21,9 +21,13 @@ def _message_text(tree):
     msg = tree["message"]
     if not msg:
         return "(no message captured)"
+    if msg.get("uevent"):
+        return f"uevent {msg['uevent']}"
     name = msg["type_name"] or f"type {msg['type']}"
     if msg.get("family"):
         name = f"{msg['family']}/{msg.get('cmd_name') or msg['cmd']}"
+    elif msg.get("subsys"):
+        name = f"{msg['subsys']}/{msg['type_name'] or msg['type'] & 0xff}"
     flags = "|".join(f.replace("NLM_F_", "") for f in msg["flags"]) or "-"
     return f"{name} [{flags}] seq={msg['seq']} portid={msg['portid']} len={msg['len']}"
 
@@ -38,6 +42,8 @@ def _node_label(node):
         pass   # a void function
     elif "errno" in node:
         label.append(f"  = {ret} {node['errno']}", style="red")
+    elif node.get("dump_started"):
+        label.append(f"  = {ret} (dump started)", style="dim")
     else:
         label.append(f"  = {ret}", style="dim")
     if node.get("ack_error"):

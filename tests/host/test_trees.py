@@ -61,3 +61,22 @@ def test_recorded_workloads_assemble(recorded_stream):
     assert recv["message"]["portid"] == send["message"]["portid"]
     assert send["pid"] != recv["pid"]
     assert funcs(send["root"])[-1] == "__netlink_sendskb"
+
+
+def test_a_started_dump_is_not_an_error(recorded_stream):
+    """netlink_dump_start's -EINTR (the dump began, no ack follows) is shown
+    as dump_started, never as an errno."""
+    def walk(node):
+        yield node
+        for child in node["children"]:
+            yield from walk(child)
+
+    started = 0
+    for tree in load(recorded_stream):
+        for node in walk(tree["root"]):
+            if node["ret"] == -4 and any(c["func"] == "netlink_dump" for c in node["children"]):
+                assert node.get("dump_started") is True and "errno" not in node, node
+                started += 1
+            else:
+                assert "dump_started" not in node, node
+    assert started > 0   # the fixture's `ip link show` and `ip addr show` dump
