@@ -43,12 +43,26 @@ ROLES = {
     "netlink_ack": ("the ack or error sent back; reads the errno", True, True),
     "mutex_lock": ("on rtnl_mutex only: the wait for RTNL; attached only for latency --by rtnl "
                    "(rtnl_lock is inlined into rtnetlink_rcv_msg)", True),
+    "netlink_create": ("root: socket(AF_NETLINK); reads the protocol and namespace", True),
+    "__netlink_create": ("allocates the socket (user's and kernel's)", False),
+    "netlink_bind": ("root: bind(); reads the nl_pid and nl_groups asked for", True),
+    "netlink_connect": ("root: connect(); reads the peer's nl_pid and groups", True),
+    "netlink_release": ("root: close() of the last reference; the socket leaves its groups", True),
+    "netlink_autobind": ("picks a portid for a socket sent on or connected unbound", False),
+    "netlink_insert": ("puts the socket in its protocol's table; reads the portid it gets", True),
+    "genl_bind": ("a generic-netlink multicast group joined; reads the group", True),
+    "__netlink_kernel_create": ("root: a kernel socket (one per protocol and namespace); reads the "
+                                "protocol, the input function, the groups and the namespace "
+                                "(it returns the socket, a pointer: no ret shown)", True, True),
+    "netlink_kernel_release": ("root: a kernel socket released (namespace teardown)", True, True),
 }
 
 ON_DEMAND = {"mutex_lock"}
 # The functions that can start a tree; loaders attach their entries last, so
 # that no tree begins before the probes inside it exist.
-ROOT_FUNCTIONS = {"netlink_sendmsg", "netlink_recvmsg", "netlink_unicast", "netlink_broadcast"}
+ROOT_FUNCTIONS = {"netlink_sendmsg", "netlink_recvmsg", "netlink_unicast", "netlink_broadcast",
+                  "netlink_create", "netlink_bind", "netlink_connect", "netlink_release",
+                  "__netlink_kernel_create", "netlink_kernel_release"}
 
 # Left out of flow's trees unless asked for (--all-probes): each wraps a single
 # call of the node below it (rtnetlink_rcv and genl_rcv call netlink_rcv_skb;

@@ -14,6 +14,8 @@ _VOID = {p.name for p in TREE_FUNCTIONS if p.returns_void}
 # func id -> (kernel function name, returns void)
 FUNCS = {i: (name, name in _VOID) for i, name in records.FUNC_NAMES.items()}
 NETLINK_ACK = C.NLT_FN_netlink_ack
+NETLINK_INSERT = C.NLT_FN_netlink_insert
+GENL_BIND = C.NLT_FN_genl_bind
 EINTR = -4
 
 
@@ -65,13 +67,19 @@ def assemble(rec, symbolize):
                 node["errno"] = errno_name(ret)
         if func_id == NETLINK_ACK:
             node["ack_error"] = aux - (1 << 32) if aux >= 1 << 31 else aux
+        elif func_id == NETLINK_INSERT:
+            node["portid"] = aux
+        elif func_id == GENL_BIND:
+            node["group"] = aux
         nodes.append((depth, node))
     root = nest(nodes)
     if root:
         mark_dump_starts(root)
 
+    facts = records.socket_facts(rec)
     family = _cstr(rec.genl_family) or None
-    message = decode_message(bytes(records.ffi.buffer(rec.msg, rec.msg_len)), rec.protocol, family)
+    message = None if rec.flags & C.NLT_REC_SOCKET else decode_message(
+        bytes(records.ffi.buffer(rec.msg, rec.msg_len)), rec.protocol, family)
 
     err = rec.error
     if not err and root and root["ret"] is not None and -4095 <= root["ret"] < 0:
@@ -80,7 +88,7 @@ def assemble(rec, symbolize):
     if err:
         error = {"errno": abs(err), "name": errno_name(err), "extack": _cstr(rec.extack) or None}
 
-    return {
+    tree = {
         "ts_ns": rec.ts_ns,
         "pid": rec.pid,
         "tid": rec.tid,
@@ -93,3 +101,33 @@ def assemble(rec, symbolize):
         "incomplete": bool(rec.flags & C.NLT_REC_INCOMPLETE),
         "root": root,
     }
+    if facts is not None:
+        tree["socket"] = socket_of(facts, root)
+    return tree
+
+
+def socket_of(facts, root):
+    """The JSON contract's "socket" of a socket tree: what its root read, and
+    the portid netlink_insert gave (bind, or the autobind of a connect)."""
+    out = {"sock": hex(facts["sock"]) if facts["sock"] else None, "netns": facts["netns"] or None}
+    func = root["func"] if root else None
+    if func == "netlink_create":
+        out["kern"] = bool(facts["kern"])
+    elif func in ("netlink_bind", "netlink_connect"):
+        out["portid_asked"] = facts["portid"]
+        out["groups"] = [bit + 1 for bit in range(32) if facts["groups"] >> bit & 1]
+    elif func == "__netlink_kernel_create":
+        out["nr_groups"] = facts["groups"]
+    inserted = [n["portid"] for n in _walk(root) if "portid" in n] if root else []
+    if inserted:
+        out["portid"] = inserted[-1]
+    joined = [n["group"] for n in _walk(root) if "group" in n] if root else []
+    if joined:
+        out["genl_groups"] = joined
+    return out
+
+
+def _walk(node):
+    yield node
+    for child in node["children"]:
+        yield from _walk(child)

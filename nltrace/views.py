@@ -17,7 +17,35 @@ def human_ns(ns):
     return f"{ns}ns"
 
 
+# A socket tree's root -> what its head line calls it.
+SOCKET_ACTIONS = {"netlink_create": "socket()", "netlink_bind": "bind()", "netlink_connect": "connect()",
+                  "netlink_release": "close()", "__netlink_kernel_create": "kernel socket created",
+                  "netlink_kernel_release": "kernel socket released"}
+
+
+def _socket_text(tree):
+    sock = tree["socket"]
+    words = [SOCKET_ACTIONS.get(tree["root"]["func"], tree["root"]["func"])]
+    if "portid_asked" in sock:
+        words.append(f"portid={sock['portid_asked']}")
+    if "portid" in sock:
+        words.append(f"→ portid {sock['portid']}")
+    if sock.get("groups"):
+        words.append("groups=" + ",".join(map(str, sock["groups"])))
+    if sock.get("genl_groups"):
+        words.append("genl groups=" + ",".join(map(str, sock["genl_groups"])))
+    if sock.get("nr_groups"):
+        words.append(f"{sock['nr_groups']} groups")
+    if sock.get("netns"):
+        words.append(f"netns={sock['netns']}")
+    if sock.get("kern"):
+        words.append("(kernel)")
+    return " ".join(words)
+
+
 def _message_text(tree):
+    if tree.get("socket") is not None:
+        return _socket_text(tree)
     msg = tree["message"]
     if not msg:
         return "(no message captured)"

@@ -442,6 +442,126 @@ NLT_FUNCTION(netlink_dump, 0, enter(NLT_FN_netlink_dump, 0))
 NLT_FUNCTION(netlink_sendskb, 0, enter(NLT_FN_netlink_sendskb, 0))
 NLT_FUNCTION(__netlink_sendskb, 0, enter(NLT_FN___netlink_sendskb, 0))
 
+/* A socket's life. Each of these trees holds no message but its socket's
+ * facts (struct nlt_socket in msg[]), written by the root only: netlink_release
+ * also runs inside netlink_kernel_release, and __netlink_create inside both
+ * creations. */
+static __always_inline struct nlt_socket *facts_of(struct nlt_thread *t)
+{
+	return (struct nlt_socket *)t->rec.msg;
+}
+
+static __always_inline struct nlt_thread *socket_root(__u32 func, void *sock)
+{
+	struct nlt_thread *t = enter(func, 1);
+	void *sk = 0;
+
+	if (!t || t->rec.nr_nodes != 1)
+		return 0;
+	t->rec.flags |= NLT_REC_SOCKET;
+	t->rec.msg_len = sizeof(struct nlt_socket);
+	__builtin_memset(facts_of(t), 0, sizeof(struct nlt_socket));
+	facts_of(t)->sock = (__u64)sock;
+	if (sock) {
+		NLT_READ(sk, sock, socket, sk);
+		capture_protocol(t, sk);
+	}
+	return t;
+}
+
+static __always_inline __u32 netns_inum(void *net)
+{
+	void *ns = NLT_ADDR(net, net, ns);
+	__u32 inum = 0;
+
+	NLT_READ(inum, ns, ns_common, inum);
+	return inum;
+}
+
+/* int netlink_create(struct net *net, struct socket *sock, int protocol, int kern) */
+static __always_inline void socket_created(void *net, void *sock, long protocol, long kern)
+{
+	struct nlt_thread *t = socket_root(NLT_FN_netlink_create, sock);
+
+	if (t) {
+		t->rec.protocol = protocol;
+		facts_of(t)->netns = netns_inum(net);
+		facts_of(t)->kern = kern;
+	}
+}
+
+/* int netlink_bind(struct socket *sock, struct sockaddr *addr, int addr_len)
+ * int netlink_connect(struct socket *sock, struct sockaddr *addr, int alen, int flags)
+ * addr is the kernel's copy of the caller's struct sockaddr_nl: family,
+ * pad, nl_pid at 4, nl_groups at 8. */
+static __always_inline void socket_addressed(__u32 func, void *sock, void *addr)
+{
+	struct nlt_thread *t = socket_root(func, sock);
+
+	if (t) {
+		bpf_probe_read_kernel(&facts_of(t)->portid, sizeof(__u32), (char *)addr + 4);
+		bpf_probe_read_kernel(&facts_of(t)->groups, sizeof(__u32), (char *)addr + 8);
+	}
+}
+
+/* struct sock *__netlink_kernel_create(struct net *net, int unit,
+ *	struct module *module, struct netlink_kernel_cfg *cfg)
+ * The cfg names the socket's input function (kept as the tree's handler). */
+static __always_inline void kernel_socket_created(void *net, long unit, void *cfg)
+{
+	struct nlt_thread *t = socket_root(NLT_FN___netlink_kernel_create, 0);
+	void *input = 0;
+
+	if (!t)
+		return;
+	t->rec.protocol = unit;
+	facts_of(t)->netns = netns_inum(net);
+	if (cfg) {
+		NLT_READ(facts_of(t)->groups, cfg, netlink_kernel_cfg, groups);
+		NLT_READ(input, cfg, netlink_kernel_cfg, input);
+	}
+	t->rec.handler = (__u64)input;
+}
+
+/* void netlink_kernel_release(struct sock *sk)
+ * struct sock starts with its struct sock_common, which holds its namespace. */
+static __always_inline void kernel_socket_released(void *sk)
+{
+	struct nlt_thread *t = socket_root(NLT_FN_netlink_kernel_release, 0);
+	void *net = 0;
+
+	if (!t || !sk)
+		return;
+	capture_protocol(t, sk);
+	NLT_READ(net, sk, sock_common, skc_net);
+	facts_of(t)->netns = net ? netns_inum(net) : 0;
+}
+
+/* A node's number: netlink_insert(struct sock *sk, u32 portid) the portid
+ * the socket gets; genl_bind(struct net *net, int group) the group joined. */
+static __always_inline void numbered(__u32 func, __u32 number)
+{
+	struct nlt_thread *t = enter(func, 0);
+
+	if (t) {
+		__u32 idx = t->rec.nr_nodes - 1;
+
+		if (idx < NLT_MAX_NODES)
+			t->rec.nodes[idx].aux = number;
+	}
+}
+
+NLT_FUNCTION(netlink_create, 1, socket_created(NLT_ARG(1), NLT_ARG(2), (long)NLT_ARG(3), (long)NLT_ARG(4)))
+NLT_FUNCTION(__netlink_create, 0, enter(NLT_FN___netlink_create, 0))
+NLT_FUNCTION(netlink_bind, 1, socket_addressed(NLT_FN_netlink_bind, NLT_ARG(1), NLT_ARG(2)))
+NLT_FUNCTION(netlink_connect, 1, socket_addressed(NLT_FN_netlink_connect, NLT_ARG(1), NLT_ARG(2)))
+NLT_FUNCTION(netlink_release, 1, socket_root(NLT_FN_netlink_release, NLT_ARG(1)))
+NLT_FUNCTION(netlink_autobind, 0, enter(NLT_FN_netlink_autobind, 0))
+NLT_FUNCTION(netlink_insert, 0, numbered(NLT_FN_netlink_insert, (unsigned long)NLT_ARG(2)))
+NLT_FUNCTION(genl_bind, 0, numbered(NLT_FN_genl_bind, (unsigned long)NLT_ARG(2)))
+NLT_FUNCTION(__netlink_kernel_create, 1, kernel_socket_created(NLT_ARG(1), (long)NLT_ARG(2), NLT_ARG(4)))
+NLT_FUNCTION(netlink_kernel_release, 1, kernel_socket_released(NLT_ARG(1)))
+
 /* The RTNL wait. rtnl_lock() is inlined into rtnetlink_rcv_msg, so the probe
  * sits on mutex_lock(struct mutex *) and records only calls on rtnl_mutex,
  * inside a recorded tree (leave() closes only those). mutex_lock runs

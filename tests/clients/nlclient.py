@@ -23,6 +23,7 @@ SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
 USER_MSG_TYPE = 0x20      # above NLMSG_MIN_TYPE: a user-to-user message type
+UNUSED_PROTOCOL = 31      # below MAX_LINKS (32), and no kernel registers it
 
 
 class capped_ack(nlmsg):
@@ -148,6 +149,43 @@ def usersock_send(args):
         print(json.dumps(dict(out, portid=portid)), flush=True)
 
 
+def sockets(args):
+    """N sockets each created, bound to groups, connected to the kernel and
+    closed; then one whose first send binds it (autobind), a protocol no
+    kernel has (EPROTONOSUPPORT) and a bind to a portid in use (EADDRINUSE).
+    One JSON line per call: what it was, the portid, the errno."""
+    def report(action, portid=None, err=0):
+        print(json.dumps({"pid": os.getpid(), "action": action, "portid": portid, "errno": err}), flush=True)
+
+    for _ in range(args.count):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        report("socket")
+        sock.bind((0, args.groups))
+        portid = sock.getsockname()[0]
+        report("bind", portid)
+        sock.connect((0, 0))
+        report("connect", portid)
+        sock.close()
+        report("close", portid)
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    msg = ifinfmsg()
+    msg["index"] = 1
+    send(sock, msg, RTM_GETLINK, NLM_F_REQUEST, args.seq)
+    report("send", sock.getsockname()[0])
+    try:
+        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, UNUSED_PROTOCOL)
+    except OSError as e:
+        report("socket", err=e.errno)
+    taken = sock.getsockname()[0]
+    other = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        other.bind((taken, 0))
+    except OSError as e:
+        report("bind", taken, e.errno)
+    other.close()
+    sock.close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1)
@@ -168,6 +206,9 @@ def main():
     p = sub.add_parser("getfamily")
     p.add_argument("--name", required=True)
     p.set_defaults(fn=getfamily)
+    p = sub.add_parser("sockets")
+    p.add_argument("--groups", type=lambda s: int(s, 0), default=0, help="nl_groups to bind to")
+    p.set_defaults(fn=sockets)
     for name, fn in (("usersock-recv", usersock_recv), ("usersock-send", usersock_send)):
         p = sub.add_parser(name)
         p.add_argument("--port", type=int, required=True)
