@@ -39,7 +39,10 @@ ROLES = {
     "netlink_dump": ("one batch of a dump, in the sender's or the reader's context", False),
     "netlink_broadcast": ("multicast delivery; root when the kernel notifies", True),
     "netlink_sendskb": ("queues an skb on a user socket", False),
-    "__netlink_sendskb": ("queues an skb on a user socket (dumps, broadcasts)", False),
+    "__netlink_sendskb": ("queues an skb on a user socket (replies, dumps, each copy of a broadcast); "
+                          "reads the skb and the receiver's portid, which link it to its read", True),
+    "netlink_overrun": ("a copy dropped: the receiver's buffer is full, it reads ENOBUFS; reads its portid",
+                        True, True),
     "netlink_ack": ("the ack or error sent back; reads the errno", True, True),
     "mutex_lock": ("on rtnl_mutex only: the wait for RTNL; attached only for latency --by rtnl "
                    "(rtnl_lock is inlined into rtnetlink_rcv_msg)", True),
@@ -66,12 +69,10 @@ ROOT_FUNCTIONS = {"netlink_sendmsg", "netlink_recvmsg", "netlink_unicast", "netl
 
 # Left out of flow's trees unless asked for (--all-probes): each wraps a single
 # call of the node below it (rtnetlink_rcv and genl_rcv call netlink_rcv_skb;
-# netlink_unicast_kernel the protocol's input) or is the last step of one
-# (__netlink_sendskb queues the skb whose delivery netlink_unicast already
-# shows, with its return). They add little to a tree, and an entry and a
-# return probe per call is most of what tracing costs.
-FLOW_DETAIL = frozenset({"netlink_unicast_kernel", "rtnetlink_rcv", "genl_rcv", "netlink_sendskb",
-                         "__netlink_sendskb"})
+# netlink_unicast_kernel the protocol's input; netlink_sendskb
+# __netlink_sendskb). They add little to a tree, and an entry and a return
+# probe per call is most of what tracing costs.
+FLOW_DETAIL = frozenset({"netlink_unicast_kernel", "rtnetlink_rcv", "genl_rcv", "netlink_sendskb"})
 
 # What nltrace latency needs to time messages (--by message, process, rtnl):
 # the whole netlink_sendmsg, the message type (captured at the first

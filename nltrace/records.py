@@ -119,6 +119,6 @@ def socket_facts(rec):
 
 
 def node_tuples(rec):
-    """(start_ns, end_ns, ret, func, depth, pad, aux) of each node of a parsed record."""
+    """(start_ns, end_ns, ret, skb, func, depth, pad, aux) of each node of a parsed record."""
     n = min(rec.nr_nodes, MAX_NODES)
     return NODE.iter_unpack(ffi.buffer(rec.nodes, n * NODE_SIZE))

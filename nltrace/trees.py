@@ -14,8 +14,10 @@ _VOID = {p.name for p in TREE_FUNCTIONS if p.returns_void}
 # func id -> (kernel function name, returns void)
 FUNCS = {i: (name, name in _VOID) for i, name in records.FUNC_NAMES.items()}
 NETLINK_ACK = C.NLT_FN_netlink_ack
-NETLINK_INSERT = C.NLT_FN_netlink_insert
-GENL_BIND = C.NLT_FN_genl_bind
+# func id -> the key its node's aux is shown as (records.h, struct nlt_node)
+AUX_KEYS = {C.NLT_FN_netlink_insert: "portid", C.NLT_FN_genl_bind: "group", C.NLT_FN_netlink_broadcast: "group",
+            C.NLT_FN_netlink_unicast: "portid", C.NLT_FN___netlink_sendskb: "portid",
+            C.NLT_FN_netlink_overrun: "portid"}
 EINTR = -4
 
 
@@ -55,7 +57,7 @@ def mark_dump_starts(node):
 def assemble(rec, symbolize):
     """rec: a parsed struct nlt_record. symbolize: kernel address -> name or None."""
     nodes = []
-    for start_ns, end_ns, ret, func_id, depth, _, aux in records.node_tuples(rec):
+    for start_ns, end_ns, ret, skb, func_id, depth, _, aux in records.node_tuples(rec):
         func, void = FUNCS.get(func_id) or (f"func#{func_id}", False)
         if not end_ns:
             node = {"func": func, "duration_ns": None, "ret": None, "children": []}
@@ -67,10 +69,10 @@ def assemble(rec, symbolize):
                 node["errno"] = errno_name(ret)
         if func_id == NETLINK_ACK:
             node["ack_error"] = aux - (1 << 32) if aux >= 1 << 31 else aux
-        elif func_id == NETLINK_INSERT:
-            node["portid"] = aux
-        elif func_id == GENL_BIND:
-            node["group"] = aux
+        elif func_id in AUX_KEYS:
+            node[AUX_KEYS[func_id]] = aux
+        if skb:
+            node["skb"] = hex(skb)
         nodes.append((depth, node))
     root = nest(nodes)
     if root:
@@ -101,6 +103,8 @@ def assemble(rec, symbolize):
         "incomplete": bool(rec.flags & C.NLT_REC_INCOMPLETE),
         "root": root,
     }
+    if rec.skb:
+        tree["skb"] = hex(rec.skb)
     if facts is not None:
         tree["socket"] = socket_of(facts, root)
     return tree
@@ -118,16 +122,17 @@ def socket_of(facts, root):
         out["groups"] = [bit + 1 for bit in range(32) if facts["groups"] >> bit & 1]
     elif func == "__netlink_kernel_create":
         out["nr_groups"] = facts["groups"]
-    inserted = [n["portid"] for n in _walk(root) if "portid" in n] if root else []
+    inserted = [n["portid"] for n in walk(root) if n["func"] == "netlink_insert"] if root else []
     if inserted:
         out["portid"] = inserted[-1]
-    joined = [n["group"] for n in _walk(root) if "group" in n] if root else []
+    joined = [n["group"] for n in walk(root) if n["func"] == "genl_bind"] if root else []
     if joined:
         out["genl_groups"] = joined
     return out
 
 
-def _walk(node):
+def walk(node):
+    """node and every node below it, in call order."""
     yield node
     for child in node["children"]:
-        yield from _walk(child)
+        yield from walk(child)

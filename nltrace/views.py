@@ -82,7 +82,8 @@ def _node_label(node):
 def render_tree(tree, t0_ns):
     """A rich renderable for one tree. t0_ns: timestamp shown as +0."""
     head = Text(no_wrap=True, overflow="ignore")   # a long head line is kept whole
-    head.append(f"+{(tree['ts_ns'] - t0_ns) / 1e9:.6f}s ", style="dim")
+    head.append(f"+{(tree['ts_ns'] - t0_ns) / 1e9:.6f}s #{tree['id']} " if "id" in tree
+                else f"+{(tree['ts_ns'] - t0_ns) / 1e9:.6f}s ", style="dim")
     head.append(f"{tree['comm']}[{tree['pid']}/{tree['tid']}] ", style="green")
     head.append(f"{tree['protocol'] or '?'} ", style="magenta")
     head.append(_message_text(tree))
@@ -93,6 +94,10 @@ def render_tree(tree, t0_ns):
         head.append(f"  {err['name']}", style="bold red")
         if err["extack"]:
             head.append(f' "{escape(err["extack"])}"', style="red")
+    if tree.get("from"):
+        src = tree["from"]
+        head.append(f"  ← {src['via']} from {src['comm']}[{src['pid']}] #{src['tree']} "
+                    f"+{human_ns(src['delay_ns'])}", style="cyan")
     if tree["truncated"] or tree["incomplete"]:
         head.append("  (" + ", ".join(k for k in ("truncated", "incomplete") if tree[k]) + ")",
                     style="yellow")
@@ -101,7 +106,17 @@ def render_tree(tree, t0_ns):
     # The head line is printed outside the Tree, which would crop it to the width.
     nodes = Tree(_node_label(tree["root"]))
     _add(nodes, tree["root"]["children"])
-    return Group(head, nodes)
+    return Group(head, nodes, *map(_delivery_line, tree.get("deliveries", ())))
+
+
+def _delivery_line(delivery):
+    """One line per message the tree queued on a user socket (or dropped)."""
+    who = f" {delivery['comm']}[{delivery['pid']}]" if "pid" in delivery else ""
+    if delivery["dropped"]:
+        return Text(f"  ✗ {delivery['via']} to portid {delivery['portid']}{who}: dropped, ENOBUFS", style="red")
+    read = delivery.get("read_by")
+    by = f", read by {read['comm']}[{read['pid']}] #{read['tree']}" if read else ""
+    return Text(f"  → {delivery['via']} to portid {delivery['portid']}{who}{by}", style="cyan")
 
 
 def _add(parent, children):

@@ -37,7 +37,13 @@ void nlt_print_tree(struct nlt_agent *a, const struct nlt_record *rec)
 		struct nlt_socket facts;
 
 		memcpy(&facts, rec->msg, sizeof(facts));
-		fprintf(out, " socket portid %u groups 0x%x netns %u", facts.portid, facts.groups, facts.netns);
+		fputs(" socket", out);
+		if (facts.portid)
+			fprintf(out, " portid %u", facts.portid);
+		if (facts.groups)
+			fprintf(out, " groups 0x%x", facts.groups);
+		if (facts.netns)
+			fprintf(out, " netns %u", facts.netns);
 	} else if (rec->msg_len >= 16) {
 		fprintf(out, " type %u flags 0x%x seq %u len %u", type, flags, seq, len);
 	}

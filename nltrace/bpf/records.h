@@ -7,7 +7,7 @@
  * padding, so the layout is the same on x86-64 and on 32-bit ARM.
  */
 
-#define NLT_STREAM_VERSION 1
+#define NLT_STREAM_VERSION 2
 #define NLT_COMM_LEN 16
 #define NLT_GENL_NAMSIZ 16
 #define NLT_EXTACK_LEN 80
@@ -46,7 +46,8 @@ enum nlt_func {
 	NLT_FN_genl_bind = 25,
 	NLT_FN___netlink_kernel_create = 26,
 	NLT_FN_netlink_kernel_release = 27,
-	NLT_FN_MAX = 28,
+	NLT_FN_netlink_overrun = 28,  /* a copy dropped: the receiver's buffer is full (ENOBUFS) */
+	NLT_FN_MAX = 29,
 };
 
 /* nlt_record.flags */
@@ -83,11 +84,15 @@ struct nlt_node {
 	__u64 start_ns;
 	__u64 end_ns;
 	__s64 ret;
+	__u64 skb;                   /* netlink_unicast, __netlink_sendskb: the skb delivered (the
+				      * read that consumes it names it too: a link) */
 	__u8 func;
 	__u8 depth;
 	__u16 pad;
 	__u32 aux;                   /* netlink_ack: the errno it reports; netlink_insert: the
-				      * portid given; genl_bind: the group joined */
+				      * portid given; genl_bind, netlink_broadcast: the group;
+				      * netlink_unicast, __netlink_sendskb, netlink_overrun: the
+				      * receiver's portid */
 };
 
 /* What a socket's tree (NLT_REC_SOCKET) knows of its socket, kept in msg[]:

@@ -199,6 +199,7 @@ static __always_inline struct nlt_thread *enter(__u32 func, int may_root)
 	t->rec.nodes[idx].start_ns = bpf_ktime_get_ns();
 	t->rec.nodes[idx].end_ns = 0;
 	t->rec.nodes[idx].ret = 0;
+	t->rec.nodes[idx].skb = 0;
 	t->rec.nodes[idx].func = func;
 	t->rec.nodes[idx].depth = depth;
 	t->rec.nodes[idx].aux = 0;
@@ -231,6 +232,18 @@ static __always_inline void leave(__u32 func, int may_root, long ret)
 	t->depth = d;
 	if (may_root && !d && !t->skip)
 		tree_done(t);
+}
+
+/* What the call just entered (enter() returned t) carries: its skb and its
+ * number (aux; records.h says what it is for each function). */
+static __always_inline void note(struct nlt_thread *t, __u64 skb, __u32 aux)
+{
+	__u32 idx = t->rec.nr_nodes - 1;
+
+	if (idx < NLT_MAX_NODES) {
+		t->rec.nodes[idx].skb = skb;
+		t->rec.nodes[idx].aux = aux;
+	}
 }
 
 static __always_inline void capture_protocol(struct nlt_thread *t, void *sk)
@@ -327,21 +340,25 @@ NLT_FUNCTION(netlink_recvmsg, 1,
 	     socket_call(NLT_FN_netlink_recvmsg, config_get(NLT_CFG_SKIP_RECV) ? 0 : 2, NLT_ARG(1)))
 
 /* Delivery of an skb; starts a tree of its own when the kernel sends on its
- * own, and captures the message.
+ * own, and captures the message. A unicast notes its skb and the portid it
+ * goes to; a broadcast its group (each copy is its own __netlink_sendskb).
  * int netlink_unicast(struct sock *ssk, struct sk_buff *skb, u32 portid, int nonblock)
  * int netlink_broadcast(struct sock *ssk, struct sk_buff *skb, u32 portid, u32 group, gfp_t) */
-static __always_inline void delivery(__u32 func, void *ssk, void *skb)
+static __always_inline void delivery(__u32 func, void *ssk, void *skb, __u64 skb_noted, __u32 aux)
 {
 	struct nlt_thread *t = enter(func, 1);
 
 	if (t) {
 		capture_protocol(t, ssk);
 		capture_skb(t, skb);
+		note(t, skb_noted, aux);
 	}
 }
 
-NLT_FUNCTION(netlink_unicast, 1, delivery(NLT_FN_netlink_unicast, NLT_ARG(1), NLT_ARG(2)))
-NLT_FUNCTION(netlink_broadcast, 1, delivery(NLT_FN_netlink_broadcast, NLT_ARG(1), NLT_ARG(2)))
+NLT_FUNCTION(netlink_unicast, 1, delivery(NLT_FN_netlink_unicast, NLT_ARG(1), NLT_ARG(2),
+					  (__u64)NLT_ARG(2), (unsigned long)NLT_ARG(3)))
+NLT_FUNCTION(netlink_broadcast, 1, delivery(NLT_FN_netlink_broadcast, NLT_ARG(1), NLT_ARG(2),
+					    0, (unsigned long)NLT_ARG(4)))
 
 /* int rtnetlink_rcv_msg(struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *) */
 static __always_inline void rtnl_dispatch(void *nlh)
@@ -422,10 +439,7 @@ static __always_inline void ack(int err)
 	struct nlt_thread *t = enter(NLT_FN_netlink_ack, 0);
 
 	if (t) {
-		__u32 idx = t->rec.nr_nodes - 1;
-
-		if (idx < NLT_MAX_NODES)
-			t->rec.nodes[idx].aux = (__u32)err;
+		note(t, 0, (__u32)err);
 		if (err && !t->rec.error)
 			t->rec.error = err;
 	}
@@ -440,7 +454,41 @@ NLT_FUNCTION(netlink_rcv_skb, 0, enter(NLT_FN_netlink_rcv_skb, 0))
 NLT_FUNCTION(genl_rcv_msg, 0, enter(NLT_FN_genl_rcv_msg, 0))
 NLT_FUNCTION(netlink_dump, 0, enter(NLT_FN_netlink_dump, 0))
 NLT_FUNCTION(netlink_sendskb, 0, enter(NLT_FN_netlink_sendskb, 0))
-NLT_FUNCTION(__netlink_sendskb, 0, enter(NLT_FN___netlink_sendskb, 0))
+/* An skb queued on a user socket: the copy a reader will consume, and who
+ * that reader is (its portid; struct netlink_sock is private to
+ * net/netlink, so a build from kernel headers cannot read it).
+ * int __netlink_sendskb(struct sock *sk, struct sk_buff *skb) */
+static __always_inline void queued(void *sk, void *skb)
+{
+	struct nlt_thread *t = enter(NLT_FN___netlink_sendskb, 0);
+	__u32 portid = 0;
+
+	if (!t)
+		return;
+#ifndef NLT_LAYOUT_FROM_HEADERS
+	NLT_READ(portid, sk, netlink_sock, portid);
+#endif
+	note(t, (__u64)skb, portid);
+}
+
+NLT_FUNCTION(__netlink_sendskb, 0, queued(NLT_ARG(1), NLT_ARG(2)))
+
+/* A copy that did not fit in the receiver's buffer: the receiver will read
+ * ENOBUFS instead of it. void netlink_overrun(struct sock *sk) */
+static __always_inline void overrun(void *sk)
+{
+	struct nlt_thread *t = enter(NLT_FN_netlink_overrun, 0);
+	__u32 portid = 0;
+
+	if (!t)
+		return;
+#ifndef NLT_LAYOUT_FROM_HEADERS
+	NLT_READ(portid, sk, netlink_sock, portid);
+#endif
+	note(t, 0, portid);
+}
+
+NLT_FUNCTION(netlink_overrun, 0, overrun(NLT_ARG(1)))
 
 /* A socket's life. Each of these trees holds no message but its socket's
  * facts (struct nlt_socket in msg[]), written by the root only: netlink_release
@@ -543,12 +591,8 @@ static __always_inline void numbered(__u32 func, __u32 number)
 {
 	struct nlt_thread *t = enter(func, 0);
 
-	if (t) {
-		__u32 idx = t->rec.nr_nodes - 1;
-
-		if (idx < NLT_MAX_NODES)
-			t->rec.nodes[idx].aux = number;
-	}
+	if (t)
+		note(t, 0, number);
 }
 
 NLT_FUNCTION(netlink_create, 1, socket_created(NLT_ARG(1), NLT_ARG(2), (long)NLT_ARG(3), (long)NLT_ARG(4)))

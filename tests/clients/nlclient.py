@@ -186,6 +186,27 @@ def sockets(args):
     sock.close()
 
 
+def listen(args):
+    """A listener on --groups (nl_groups): prints its pid and portid, then
+    the type of each message it reads, until a line on stdin. With --rcvbuf
+    a receive buffer that small (the kernel's minimum at least); with
+    --no-read it reads nothing, so its buffer fills."""
+    import select
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    if args.rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.rcvbuf)
+    sock.bind((0, args.groups))
+    print(json.dumps({"pid": os.getpid(), "portid": sock.getsockname()[0], "ready": True}), flush=True)
+    watched = [sys.stdin] if args.no_read else [sys.stdin, sock]
+    while True:
+        readable, _, _ = select.select(watched, [], [])
+        if sys.stdin in readable:
+            return
+        msg = nlmsg(sock.recv(65536))
+        msg.decode()
+        print(json.dumps({"pid": os.getpid(), "type": msg["header"]["type"]}), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1)
@@ -206,6 +227,11 @@ def main():
     p = sub.add_parser("getfamily")
     p.add_argument("--name", required=True)
     p.set_defaults(fn=getfamily)
+    p = sub.add_parser("listen")
+    p.add_argument("--groups", type=lambda s: int(s, 0), required=True)
+    p.add_argument("--rcvbuf", type=int, default=0)
+    p.add_argument("--no-read", action="store_true")
+    p.set_defaults(fn=listen)
     p = sub.add_parser("sockets")
     p.add_argument("--groups", type=lambda s: int(s, 0), default=0, help="nl_groups to bind to")
     p.set_defaults(fn=sockets)

@@ -358,6 +358,54 @@ def test_socket_lifecycle(tracer):
 
 
 
+def netlink_drops(portid):
+    """The kernel's count of messages dropped for a NETLINK_ROUTE socket (/proc/net/netlink)."""
+    with open("/proc/net/netlink") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    (drops,) = [int(row[8]) for row in rows if int(row[1]) == 0 and int(row[2]) == portid]
+    return drops
+
+
+def test_broadcast_fan_out_and_links(tracer):
+    """Two listeners on RTMGRP_LINK and one that never reads (its buffer at
+    the kernel's minimum): each notification of `ip link add` and `ip link
+    del` has one delivered copy per reader, each read links back to the
+    tree that queued it, and the copies the full buffer refused are dropped
+    nodes, as many as the kernel counted."""
+    listeners = [subprocess.Popen(client("listen", "--groups", "1", *extra), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+                 for extra in ((), (), ("--rcvbuf", "1", "--no-read"))]
+    ready = [json.loads(p.stdout.readline()) for p in listeners]
+    readers, full = ready[:2], ready[2]
+    mark = tracer.mark()
+    for args in (("add", "nltbc", "type", "dummy"), ("del", "nltbc")):
+        subprocess.run(["ip", "link", *args], check=True)
+    trees = tracer.since(mark)
+    drops = netlink_drops(full["portid"])
+    got = []
+    for p in listeners:
+        out, _ = p.communicate("stop\n", timeout=60)
+        got.append([json.loads(line) for line in out.splitlines()])
+    by_id = {t["id"]: t for t in trees}
+    portids = {r["portid"]: r["pid"] for r in ready}
+    notified = [t for t in trees if t["comm"] == "ip" and t["root"]["func"] == "netlink_sendmsg"]
+    copies = [d for t in notified for d in t.get("deliveries", []) if d["portid"] in portids]
+    assert not any(t["truncated"] for t in notified)
+    for reader, lines in zip(readers, got):
+        mine = [d for d in copies if d["portid"] == reader["portid"]]
+        assert mine and all(d["via"] == "broadcast" and not d["dropped"] for d in mine)
+        reads = [t for t in trees if t["pid"] == reader["pid"] and t["root"]["func"] == "netlink_recvmsg"]
+        # one read per copy, each naming the ip tree that queued it
+        assert len(reads) == len(mine) == len(lines), (len(reads), len(mine), lines)
+        for read in reads:
+            assert read["from"]["via"] == "broadcast" and read["from"]["comm"] == "ip"
+            assert by_id[read["from"]["tree"]] in notified
+    refused = [d for d in copies if d["portid"] == full["portid"] and d["dropped"]]
+    assert drops > 0 and len(refused) == drops
+    # a listener known from its reads is named in the deliveries that follow
+    assert any(d.get("pid") == readers[0]["pid"] for d in copies)
+
+
 def kernel_sockets(netns):
     """The protocols of the kernel's sockets in netns, from its /proc/net/netlink
     (kernel sockets have portid 0; a fresh namespace has no user socket)."""
