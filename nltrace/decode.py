@@ -155,7 +155,7 @@ def decode_message(data, protocol, genl_family=None):
     None when fewer bytes than a netlink header were captured. The nested
     values (flags, fields, attrs) are shared between calls: read them only."""
     if protocol == nl.NETLINK_KOBJECT_UEVENT:
-        return _uevent(data)
+        return _uevent(data) if data else None
     if len(data) < NLMSG_HDRLEN:
         return None
     seq, portid = struct.unpack_from("=II", data, 8)

@@ -19,6 +19,7 @@ AUX_KEYS = {C.NLT_FN_netlink_insert: "portid", C.NLT_FN_genl_bind: "group", C.NL
             C.NLT_FN_netlink_unicast: "portid", C.NLT_FN___netlink_sendskb: "portid",
             C.NLT_FN_netlink_overrun: "portid"}
 EINTR = -4
+ESRCH = -3
 
 
 def _cstr(char_array):
@@ -54,6 +55,15 @@ def mark_dump_starts(node):
     return dumps or node["func"] == "netlink_dump"
 
 
+def mark_unheard_broadcasts(root):
+    """netlink_broadcast returns -ESRCH when no socket listens on the group:
+    nobody heard it, which its callers (rtnl_notify, ...) take as no failure."""
+    for node in walk(root):
+        if node["func"] == "netlink_broadcast" and node["ret"] == ESRCH:
+            node.pop("errno", None)
+            node["no_listener"] = True
+
+
 def assemble(rec, symbolize):
     """rec: a parsed struct nlt_record. symbolize: kernel address -> name or None."""
     nodes = []
@@ -77,6 +87,7 @@ def assemble(rec, symbolize):
     root = nest(nodes)
     if root:
         mark_dump_starts(root)
+        mark_unheard_broadcasts(root)
 
     facts = records.socket_facts(rec)
     family = _cstr(rec.genl_family) or None

@@ -28,7 +28,7 @@ def _socket_text(tree):
     words = [SOCKET_ACTIONS.get(tree["root"]["func"], tree["root"]["func"])]
     if "portid_asked" in sock:
         words.append(f"portid={sock['portid_asked']}")
-    if "portid" in sock:
+    if sock.get("portid"):
         words.append(f"→ portid {sock['portid']}")
     if sock.get("groups"):
         words.append("groups=" + ",".join(map(str, sock["groups"])))
@@ -72,6 +72,8 @@ def _node_label(node):
         label.append(f"  = {ret} {node['errno']}", style="red")
     elif node.get("dump_started"):
         label.append(f"  = {ret} (dump started)", style="dim")
+    elif node.get("no_listener"):
+        label.append(f"  = {ret} (no listener)", style="dim")
     else:
         label.append(f"  = {ret}", style="dim")
     if node.get("ack_error"):

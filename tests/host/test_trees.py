@@ -2,7 +2,7 @@
 
 from nltrace.sources.stream import StreamSource
 from nltrace import records
-from nltrace.trees import assemble, nest
+from nltrace.trees import assemble, nest, walk
 
 
 def load(path):
@@ -68,11 +68,6 @@ def test_recorded_workloads_assemble(recorded_stream):
 def test_a_started_dump_is_not_an_error(recorded_stream):
     """netlink_dump_start's -EINTR (the dump began, no ack follows) is shown
     as dump_started, never as an errno."""
-    def walk(node):
-        yield node
-        for child in node["children"]:
-            yield from walk(child)
-
     started = 0
     for tree in load(recorded_stream):
         for node in walk(tree["root"]):
@@ -117,3 +112,10 @@ def test_reads_link_back_to_the_tree_that_queued_them(recorded_stream):
         # the copy it read is one of the source's deliveries, named by the
         # monitor's bind (its socket tree gave the portid's owner)
         assert any(d.get("pid") == read["pid"] and d["via"] == "broadcast" for d in source["deliveries"])
+
+
+def test_a_broadcast_nobody_hears_is_not_an_error(recorded_stream):
+    """netlink_broadcast's -ESRCH (no socket on the group) is no_listener."""
+    unheard = [n for t in load(recorded_stream) for n in walk(t["root"]) if n["func"] == "netlink_broadcast"
+               and n["ret"] == -3]
+    assert unheard and all(n.get("no_listener") and "errno" not in n for n in unheard)

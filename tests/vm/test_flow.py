@@ -19,6 +19,7 @@ import pytest
 from conftest import CLIENT, ROOT
 from harness.shapes import N, as_shown, assert_shape, matches, shape
 from harness.tracer import Tracer, nltrace
+from nltrace.trees import walk
 
 
 # The documented trees (seeds 000-004), as the kernel runs them.
@@ -442,11 +443,6 @@ def test_kernel_sockets_of_a_namespace(tracer):
                         and t["socket"]["netns"] == inode]
     tracer.wait_for(lambda: len(released()) >= len(expected), f"{len(expected)} kernel socket releases")
     assert sorted(PROTOCOL_VALUES[t["protocol"]] for t in released()) == expected
-
-def walk(node):
-    yield node
-    for child in node["children"]:
-        yield from walk(child)
 
 # --- a burst at full rate -----------------------------------------------
 
