@@ -32,8 +32,9 @@ ROLES = {
     "rtnetlink_rcv": ("NETLINK_ROUTE input", False, True),
     "genl_rcv": ("NETLINK_GENERIC input", False, True),
     "netlink_rcv_skb": ("splits the skb into messages and acks each", False),
-    "rtnetlink_rcv_msg": ("rtnetlink dispatch; names the doit/dumpit handler", True),
-    "genl_rcv_msg": ("generic netlink dispatch", False),
+    "rtnetlink_rcv_msg": ("rtnetlink dispatch of one message; reads its header, names the doit/dumpit "
+                          "handler", True),
+    "genl_rcv_msg": ("generic netlink dispatch of one message; reads its header and command", True),
     "genl_family_rcv_msg_doit": ("genl doit: names the family and handler", True),
     "genl_family_rcv_msg_dumpit": ("genl dump start: names the family and handler", True),
     "netlink_dump": ("one batch of a dump, in the sender's or the reader's context", False),
@@ -43,7 +44,7 @@ ROLES = {
                           "reads the skb and the receiver's portid, which link it to its read", True),
     "netlink_overrun": ("a copy dropped: the receiver's buffer is full, it reads ENOBUFS; reads its portid",
                         True, True),
-    "netlink_ack": ("the ack or error sent back; reads the errno", True, True),
+    "netlink_ack": ("the ack or error sent back; reads the errno and the acked message's header", True, True),
     "mutex_lock": ("on rtnl_mutex only: the wait for RTNL; attached only for latency --by rtnl "
                    "(rtnl_lock is inlined into rtnetlink_rcv_msg)", True),
     "netlink_create": ("root: socket(AF_NETLINK); reads the protocol and namespace", True),

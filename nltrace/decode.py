@@ -165,6 +165,19 @@ def decode_message(data, protocol, genl_family=None):
     return dict(decoded, seq=seq, portid=portid)
 
 
+def message_head(protocol, head, family=None, cmd=None):
+    """The header of one message of a buffer, as a dispatch or an ack node
+    read it: head is bytes 4-11 of its nlmsghdr (type, flags, seq); cmd its
+    genl command, where the node read one."""
+    msg_type, flags, seq = head & 0xffff, head >> 16 & 0xffff, head >> 32
+    names = type_names(protocol, msg_type, family, cmd)
+    out = {"type": msg_type, "type_name": names["type_name"],
+           "flags": flag_names(flags, _kind(protocol_name(protocol), msg_type, names["type_name"])), "seq": seq}
+    if cmd is not None:
+        out.update(cmd=cmd, cmd_name=names.get("cmd_name"))
+    return out
+
+
 def _uevent(data):
     """A kobject uevent: "ACTION@DEVPATH\0KEY=VALUE\0...", or udev's
     rebroadcast, which starts "libudev\0" and a binary header."""

@@ -7,14 +7,18 @@ dict, which is also exactly what `flow --json` prints.
 
 from nltrace import records
 from nltrace.catalogue import TREE_FUNCTIONS
-from nltrace.decode import decode_message, errno_name, protocol_name
+from nltrace.decode import decode_message, errno_name, message_head, protocol_name
 
 C = records.C
 _VOID = {p.name for p in TREE_FUNCTIONS if p.returns_void}
 # func id -> (kernel function name, returns void)
 FUNCS = {i: (name, name in _VOID) for i, name in records.FUNC_NAMES.items()}
 NETLINK_ACK = C.NLT_FN_netlink_ack
-# func id -> the key its node's aux is shown as (records.h, struct nlt_node)
+# What a node's arg is (records.h, struct nlt_node): an skb, or a message's header.
+SKB_ARG = {C.NLT_FN_netlink_unicast, C.NLT_FN___netlink_sendskb}
+HEAD_ARG = {C.NLT_FN_rtnetlink_rcv_msg, C.NLT_FN_genl_rcv_msg, C.NLT_FN_netlink_ack}
+GENL_RCV_MSG = C.NLT_FN_genl_rcv_msg
+# func id -> the key its node's aux is shown as
 AUX_KEYS = {C.NLT_FN_netlink_insert: "portid", C.NLT_FN_genl_bind: "group", C.NLT_FN_netlink_broadcast: "group",
             C.NLT_FN_netlink_unicast: "portid", C.NLT_FN___netlink_sendskb: "portid",
             C.NLT_FN_netlink_overrun: "portid"}
@@ -67,7 +71,8 @@ def mark_unheard_broadcasts(root):
 def assemble(rec, symbolize):
     """rec: a parsed struct nlt_record. symbolize: kernel address -> name or None."""
     nodes = []
-    for start_ns, end_ns, ret, skb, func_id, depth, _, aux in records.node_tuples(rec):
+    family = _cstr(rec.genl_family) or None
+    for start_ns, end_ns, ret, arg, func_id, depth, _, aux in records.node_tuples(rec):
         func, void = FUNCS.get(func_id) or (f"func#{func_id}", False)
         if not end_ns:
             node = {"func": func, "duration_ns": None, "ret": None, "children": []}
@@ -81,8 +86,10 @@ def assemble(rec, symbolize):
             node["ack_error"] = aux - (1 << 32) if aux >= 1 << 31 else aux
         elif func_id in AUX_KEYS:
             node[AUX_KEYS[func_id]] = aux
-        if skb:
-            node["skb"] = hex(skb)
+        if arg and func_id in SKB_ARG:
+            node["skb"] = hex(arg)
+        elif arg and func_id in HEAD_ARG:
+            node["message"] = message_head(rec.protocol, arg, family, aux if func_id == GENL_RCV_MSG else None)
         nodes.append((depth, node))
     root = nest(nodes)
     if root:
@@ -90,7 +97,6 @@ def assemble(rec, symbolize):
         mark_unheard_broadcasts(root)
 
     facts = records.socket_facts(rec)
-    family = _cstr(rec.genl_family) or None
     message = None if rec.flags & C.NLT_REC_SOCKET else decode_message(
         bytes(records.ffi.buffer(rec.msg, rec.msg_len)), rec.protocol, family)
 
@@ -116,9 +122,32 @@ def assemble(rec, symbolize):
     }
     if rec.skb:
         tree["skb"] = hex(rec.skb)
+    messages = messages_of(root) if root else []
+    if messages:
+        tree["messages"] = messages
     if facts is not None:
         tree["socket"] = socket_of(facts, root)
     return tree
+
+
+def messages_of(root):
+    """Each message of the buffer the tree's sendmsg carried, in order: the
+    header its dispatch (or, with no dispatch seen, its ack) read, and the
+    errno its ack reported (or its dispatch returned)."""
+    out = []
+    for node in walk(root):
+        head = node.get("message")
+        if head is None:
+            continue
+        if node["func"] != "netlink_ack":
+            out.append(dict(head, errno=node.get("errno")))
+            continue
+        err = errno_name(node["ack_error"]) if node.get("ack_error") else None
+        if out and out[-1]["seq"] == head["seq"] and out[-1]["type"] == head["type"]:
+            out[-1]["errno"] = err or out[-1]["errno"]
+        else:
+            out.append(dict(head, errno=err))
+    return out
 
 
 def socket_of(facts, root):

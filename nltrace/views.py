@@ -108,7 +108,21 @@ def render_tree(tree, t0_ns):
     # The head line is printed outside the Tree, which would crop it to the width.
     nodes = Tree(_node_label(tree["root"]))
     _add(nodes, tree["root"]["children"])
-    return Group(head, nodes, *map(_delivery_line, tree.get("deliveries", ())))
+    messages = tree.get("messages", ())
+    lines = [_message_line(m) for m in messages] if len(messages) > 1 else []
+    return Group(head, *lines, nodes, *map(_delivery_line, tree.get("deliveries", ())))
+
+
+def _message_line(msg):
+    """One line per message of a buffer that held several."""
+    name = msg["type_name"] or f"type {msg['type']}"
+    if msg.get("cmd_name") or msg.get("cmd") is not None:
+        name = f"{name}/{msg.get('cmd_name') or msg['cmd']}"
+    flags = "|".join(f.replace("NLM_F_", "") for f in msg["flags"]) or "-"
+    line = Text(f"  ▸ {name} [{flags}] seq={msg['seq']}", style="magenta")
+    if msg["errno"]:
+        line.append(f"  {msg['errno']}", style="bold red")
+    return line
 
 
 def _delivery_line(delivery):

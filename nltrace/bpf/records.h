@@ -84,12 +84,15 @@ struct nlt_node {
 	__u64 start_ns;
 	__u64 end_ns;
 	__s64 ret;
-	__u64 skb;                   /* netlink_unicast, __netlink_sendskb: the skb delivered (the
-				      * read that consumes it names it too: a link) */
+	__u64 arg;                   /* netlink_unicast, __netlink_sendskb: the skb delivered (the
+				      * read that consumes it names it too: a link);
+				      * rtnetlink_rcv_msg, genl_rcv_msg, netlink_ack: the header of
+				      * the message it serves, bytes 4-11 (type, flags, seq) */
 	__u8 func;
 	__u8 depth;
 	__u16 pad;
-	__u32 aux;                   /* netlink_ack: the errno it reports; netlink_insert: the
+	__u32 aux;                   /* netlink_ack: the errno it reports; genl_rcv_msg: the
+				      * command; netlink_insert: the
 				      * portid given; genl_bind, netlink_broadcast: the group;
 				      * netlink_unicast, __netlink_sendskb, netlink_overrun: the
 				      * receiver's portid */

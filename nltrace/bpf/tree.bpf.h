@@ -199,7 +199,7 @@ static __always_inline struct nlt_thread *enter(__u32 func, int may_root)
 	t->rec.nodes[idx].start_ns = bpf_ktime_get_ns();
 	t->rec.nodes[idx].end_ns = 0;
 	t->rec.nodes[idx].ret = 0;
-	t->rec.nodes[idx].skb = 0;
+	t->rec.nodes[idx].arg = 0;
 	t->rec.nodes[idx].func = func;
 	t->rec.nodes[idx].depth = depth;
 	t->rec.nodes[idx].aux = 0;
@@ -234,16 +234,26 @@ static __always_inline void leave(__u32 func, int may_root, long ret)
 		tree_done(t);
 }
 
-/* What the call just entered (enter() returned t) carries: its skb and its
- * number (aux; records.h says what it is for each function). */
-static __always_inline void note(struct nlt_thread *t, __u64 skb, __u32 aux)
+/* What the call just entered (enter() returned t) carries: its arg and its
+ * number (aux; records.h says what they are for each function). */
+static __always_inline void note(struct nlt_thread *t, __u64 arg, __u32 aux)
 {
 	__u32 idx = t->rec.nr_nodes - 1;
 
 	if (idx < NLT_MAX_NODES) {
-		t->rec.nodes[idx].skb = skb;
+		t->rec.nodes[idx].arg = arg;
 		t->rec.nodes[idx].aux = aux;
 	}
+}
+
+/* A message's type, flags and seq (struct nlmsghdr bytes 4-11), as one word:
+ * which message of a sendmsg's buffer a dispatch or an ack served. */
+static __always_inline __u64 message_head(void *nlh)
+{
+	__u64 head = 0;
+
+	bpf_probe_read_kernel(&head, sizeof(head), (char *)nlh + 4);
+	return head;
 }
 
 static __always_inline void capture_protocol(struct nlt_thread *t, void *sk)
@@ -365,7 +375,10 @@ static __always_inline void rtnl_dispatch(void *nlh)
 {
 	struct nlt_thread *t = enter(NLT_FN_rtnetlink_rcv_msg, 0);
 
-	if (t && !t->rec.handler)
+	if (!t)
+		return;
+	note(t, message_head(nlh), 0);
+	if (!t->rec.handler)
 		t->rec.handler = rtnl_handler(nlh);
 }
 
@@ -434,24 +447,37 @@ NLT_KPROBE(capture_genl_op_from_small) { genl_op_found(NLT_ARG(1), (unsigned lon
 
 /* void netlink_ack(struct sk_buff *in_skb, struct nlmsghdr *nlh, int err,
  *		    const struct netlink_ext_ack *extack) */
-static __always_inline void ack(int err)
+static __always_inline void ack(void *nlh, int err)
 {
 	struct nlt_thread *t = enter(NLT_FN_netlink_ack, 0);
 
 	if (t) {
-		note(t, 0, (__u32)err);
+		note(t, message_head(nlh), (__u32)err);
 		if (err && !t->rec.error)
 			t->rec.error = err;
 	}
 }
 
-NLT_FUNCTION(netlink_ack, 0, ack((int)(long)NLT_ARG(3)))
+NLT_FUNCTION(netlink_ack, 0, ack(NLT_ARG(2), (int)(long)NLT_ARG(3)))
 
 NLT_FUNCTION(netlink_unicast_kernel, 0, enter(NLT_FN_netlink_unicast_kernel, 0))
 NLT_FUNCTION(rtnetlink_rcv, 0, enter(NLT_FN_rtnetlink_rcv, 0))
 NLT_FUNCTION(genl_rcv, 0, enter(NLT_FN_genl_rcv, 0))
 NLT_FUNCTION(netlink_rcv_skb, 0, enter(NLT_FN_netlink_rcv_skb, 0))
-NLT_FUNCTION(genl_rcv_msg, 0, enter(NLT_FN_genl_rcv_msg, 0))
+/* int genl_rcv_msg(struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *)
+ * The genl header (its command first) follows the netlink header. */
+static __always_inline void genl_message(void *nlh)
+{
+	struct nlt_thread *t = enter(NLT_FN_genl_rcv_msg, 0);
+	__u8 cmd = 0;
+
+	if (t) {
+		bpf_probe_read_kernel(&cmd, sizeof(cmd), (char *)nlh + 16);
+		note(t, message_head(nlh), cmd);
+	}
+}
+
+NLT_FUNCTION(genl_rcv_msg, 0, genl_message(NLT_ARG(2)))
 NLT_FUNCTION(netlink_dump, 0, enter(NLT_FN_netlink_dump, 0))
 NLT_FUNCTION(netlink_sendskb, 0, enter(NLT_FN_netlink_sendskb, 0))
 /* An skb queued on a user socket: the copy a reader will consume, and who

@@ -13,8 +13,8 @@ import socket
 import sys
 
 from pyroute2.netlink import (CTRL_CMD_GETFAMILY, GENL_ID_CTRL, NETLINK_GENERIC, NETLINK_ROUTE,
-                              NETLINK_USERSOCK, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, ctrlmsg,
-                              nlmsg, nlmsgerr)
+                              NETLINK_USERSOCK, NLM_F_ACK, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
+                              ctrlmsg, nlmsg, nlmsgerr)
 from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETSTATS, RTM_SETLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ifstatsmsg import ifstatsmsg
@@ -121,6 +121,28 @@ def getfamily(args):
         request(sock, msg, GENL_ID_CTRL, NLM_F_REQUEST | args.flags, args.seq + i)
 
 
+def batch(args):
+    """RTM_GETLINK for each --indexes, all in one sendmsg, each with
+    NLM_F_ACK; then every answer read. One JSON line per message: what was
+    sent, and the errno of its ack."""
+    sock = open_socket(NETLINK_ROUTE)
+    buffer, sent = b"", []
+    for i, index in enumerate(args.indexes):
+        msg = ifinfmsg()
+        msg["index"] = index
+        msg["header"].update(type=RTM_GETLINK, flags=NLM_F_REQUEST | NLM_F_ACK, sequence_number=args.seq + i)
+        msg.encode()
+        buffer += bytes(msg.data)
+        sent.append({"pid": os.getpid(), "type": RTM_GETLINK, "flags": NLM_F_REQUEST | NLM_F_ACK,
+                     "seq": args.seq + i, "len": len(msg.data)})
+    sock.send(buffer)
+    for out in sent:
+        out.update(read_answer(sock, out["seq"]))
+        if out["reply_type"] != NLMSG_ERROR:     # a reply, then its ack
+            out.update(read_answer(sock, out["seq"]), reply_type=out["reply_type"])
+        print(json.dumps(out), flush=True)
+
+
 def mix(args):
     """N RTM_GETLINK for ifindex 1, then M CTRL_CMD_GETFAMILY for nlctrl."""
     for fn, count, extra in ((getlink, args.getlink, {"index": 1}), (getfamily, args.getfamily, {"name": "nlctrl"})):
@@ -224,6 +246,9 @@ def main():
     p.add_argument("--getlink", type=int, required=True)
     p.add_argument("--getfamily", type=int, required=True)
     p.set_defaults(fn=mix)
+    p = sub.add_parser("batch")
+    p.add_argument("--indexes", type=int, nargs="+", required=True)
+    p.set_defaults(fn=batch)
     p = sub.add_parser("getfamily")
     p.add_argument("--name", required=True)
     p.set_defaults(fn=getfamily)

@@ -8,6 +8,7 @@ each checks the nesting against the call trees documented in the seeds
 absent.
 """
 
+import errno
 import json
 import os
 import re
@@ -282,6 +283,22 @@ def test_usersock_between_two_processes(tracer):
         assert t["protocol"] == "NETLINK_USERSOCK"
 
 
+
+
+def test_every_message_of_one_sendmsg(tracer):
+    """Three RTM_GETLINK in one buffer, the second for a missing ifindex:
+    one tree whose messages are the three, in order, each with its seq and
+    its ack's errno as the client read it."""
+    proc, trees = tracer.run(client("--seq", "600", "batch", "--indexes", "1", "987654", "1"))
+    assert proc.returncode == 0, proc.stderr
+    sent = sent_by(proc)
+    (tree,) = sendmsg_trees(trees, sent[0]["pid"])
+    assert tree["root"]["ret"] == sum(m["len"] for m in sent)
+    got = [(m["type_name"], flag_bits(m["flags"]), m["seq"], m["errno"]) for m in tree["messages"]]
+    want = [("RTM_GETLINK", m["flags"], m["seq"], errno.errorcode[m["errno"]] if m["errno"] else None)
+            for m in sent]
+    assert got == want
+    assert len([n for n in walk(tree["root"]) if n["func"] == "rtnetlink_rcv_msg"]) == 3
 
 
 # --- protocols beyond route and generic, by name ------------------------
