@@ -91,8 +91,9 @@ TREE_FUNCTIONS = tuple(
 GENL_DISPATCH = ("genl_family_rcv_msg_doit", "genl_family_rcv_msg_dumpit")
 
 CAPTURE_PROBES = (
-    Probe("netlink_skb_destructor", "kprobe", ("capture_netlink_skb_destructor",),
-          "not a node: captures the message a netlink_recvmsg read", True),
+    Probe("skb_free_datagram", "kprobe", ("capture_skb_free_datagram",),
+          "not a node: captures the message a netlink_recvmsg read, and its skb (the link to where it "
+          "came from); it fires for every datagram socket's read, and returns at once outside a tree", True),
     Probe("genl_op_from_full", "kprobe", ("capture_genl_op_from_full",),
           "not a node: names the genl family and handler where genl_family_rcv_msg_doit is inlined", True,
           stands_in_for=GENL_DISPATCH),

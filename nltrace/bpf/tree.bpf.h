@@ -644,14 +644,17 @@ static __always_inline void rtnl_wait(void *lock)
 
 NLT_FUNCTION(mutex_lock, 0, rtnl_wait(NLT_ARG(1)))
 
-/* Not a tree node: when a netlink skb is freed while a netlink_recvmsg tree
- * is open, it is the message that recvmsg just copied to the reader. */
-NLT_KPROBE(capture_netlink_skb_destructor)
+/* Not a tree node: the skb a netlink_recvmsg copied to the reader, as it
+ * lets go of it: the message it read, and the skb that links the read to
+ * the tree that queued it. Not the skb's destructor: while the sender of a
+ * broadcast still holds its reference, the destructor runs in the sender.
+ * void skb_free_datagram(struct sock *sk, struct sk_buff *skb) */
+NLT_KPROBE(capture_skb_free_datagram)
 {
 	struct nlt_thread *t = current_tree();
 
 	if (t && t->rec.nodes[0].func == NLT_FN_netlink_recvmsg)
-		capture_skb(t, NLT_ARG(1));
+		capture_skb(t, NLT_ARG(2));
 	return 0;
 }
 
