@@ -480,13 +480,15 @@ static __always_inline void genl_message(void *nlh)
 NLT_FUNCTION(genl_rcv_msg, 0, genl_message(NLT_ARG(2)))
 NLT_FUNCTION(netlink_dump, 0, enter(NLT_FN_netlink_dump, 0))
 NLT_FUNCTION(netlink_sendskb, 0, enter(NLT_FN_netlink_sendskb, 0))
-/* An skb queued on a user socket: the copy a reader will consume, and who
- * that reader is (its portid; struct netlink_sock is private to
+/* An skb queued on a user socket (the copy a reader will consume), or one
+ * that did not fit in its buffer (the reader will read ENOBUFS instead), and
+ * who that reader is: its portid (struct netlink_sock is private to
  * net/netlink, so a build from kernel headers cannot read it).
- * int __netlink_sendskb(struct sock *sk, struct sk_buff *skb) */
-static __always_inline void queued(void *sk, void *skb)
+ * int __netlink_sendskb(struct sock *sk, struct sk_buff *skb)
+ * void netlink_overrun(struct sock *sk) */
+static __always_inline void to_reader(__u32 func, void *sk, void *skb)
 {
-	struct nlt_thread *t = enter(NLT_FN___netlink_sendskb, 0);
+	struct nlt_thread *t = enter(func, 0);
 	__u32 portid = 0;
 
 	if (!t)
@@ -497,24 +499,8 @@ static __always_inline void queued(void *sk, void *skb)
 	note(t, (__u64)skb, portid);
 }
 
-NLT_FUNCTION(__netlink_sendskb, 0, queued(NLT_ARG(1), NLT_ARG(2)))
-
-/* A copy that did not fit in the receiver's buffer: the receiver will read
- * ENOBUFS instead of it. void netlink_overrun(struct sock *sk) */
-static __always_inline void overrun(void *sk)
-{
-	struct nlt_thread *t = enter(NLT_FN_netlink_overrun, 0);
-	__u32 portid = 0;
-
-	if (!t)
-		return;
-#ifndef NLT_LAYOUT_FROM_HEADERS
-	NLT_READ(portid, sk, netlink_sock, portid);
-#endif
-	note(t, 0, portid);
-}
-
-NLT_FUNCTION(netlink_overrun, 0, overrun(NLT_ARG(1)))
+NLT_FUNCTION(__netlink_sendskb, 0, to_reader(NLT_FN___netlink_sendskb, NLT_ARG(1), NLT_ARG(2)))
+NLT_FUNCTION(netlink_overrun, 0, to_reader(NLT_FN_netlink_overrun, NLT_ARG(1), 0))
 
 /* A socket's life. Each of these trees holds no message but its socket's
  * facts (struct nlt_socket in msg[]), written by the root only: netlink_release
