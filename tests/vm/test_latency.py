@@ -50,8 +50,8 @@ def test_exact_counts_per_message_for_one_pid():
 
 def rtnl_hogs(tmp_path, n=1, links=50):
     """Loops that keep RTNL busy: `ip -batch` adding and deleting dummy links.
-    One is enough to make every RTM_GETLINK wait; more made the contended
-    client's run time unbounded under emulation (a CI run stalled here)."""
+    One is enough for some RTM_GETLINK to wait longer than the baseline's
+    slowest; with two, a CI run spent over an hour in this test."""
     hogs = []
     for h in range(n):
         batch = tmp_path / f"hog{h}.batch"
