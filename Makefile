@@ -12,7 +12,8 @@ STAMP := .cache/installed
 APT_PACKAGES := python3-venv python3-bpfcc bpfcc-tools bpftrace dwarves iproute2 strace \
 	qemu-system-x86 linux-image-amd64 linux-headers-amd64 bpftool gcc libc6-dev \
 	clang llvm libbpf-dev libelf-dev zlib1g-dev busybox-static \
-	gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-system-arm device-tree-compiler cpio
+	gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-system-arm device-tree-compiler cpio \
+	ethtool nftables
 
 .PHONY: install demo test test-host test-vm test-arm vm bench
 

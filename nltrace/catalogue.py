@@ -32,32 +32,48 @@ ROLES = {
     "rtnetlink_rcv": ("NETLINK_ROUTE input", False, True),
     "genl_rcv": ("NETLINK_GENERIC input", False, True),
     "netlink_rcv_skb": ("splits the skb into messages and acks each", False),
-    "rtnetlink_rcv_msg": ("rtnetlink dispatch; names the doit/dumpit handler", True),
-    "genl_rcv_msg": ("generic netlink dispatch", False),
+    "rtnetlink_rcv_msg": ("rtnetlink dispatch of one message; reads its header, names the doit/dumpit "
+                          "handler", True),
+    "genl_rcv_msg": ("generic netlink dispatch of one message; reads its header and command", True),
     "genl_family_rcv_msg_doit": ("genl doit: names the family and handler", True),
     "genl_family_rcv_msg_dumpit": ("genl dump start: names the family and handler", True),
     "netlink_dump": ("one batch of a dump, in the sender's or the reader's context", False),
     "netlink_broadcast": ("multicast delivery; root when the kernel notifies", True),
     "netlink_sendskb": ("queues an skb on a user socket", False),
-    "__netlink_sendskb": ("queues an skb on a user socket (dumps, broadcasts)", False),
-    "netlink_ack": ("the ack or error sent back; reads the errno", True, True),
+    "__netlink_sendskb": ("queues an skb on a user socket (replies, dumps, each copy of a broadcast); "
+                          "reads the skb and the receiver's portid, which link it to its read", True),
+    "netlink_overrun": ("a copy dropped: the receiver's buffer is full, it reads ENOBUFS; reads its portid",
+                        True, True),
+    "netlink_ack": ("the ack or error sent back; reads the errno and the acked message's header", True, True),
     "mutex_lock": ("on rtnl_mutex only: the wait for RTNL; attached only for latency --by rtnl "
                    "(rtnl_lock is inlined into rtnetlink_rcv_msg)", True),
+    "netlink_create": ("root: socket(AF_NETLINK); reads the protocol and namespace", True),
+    "__netlink_create": ("allocates the socket (user's and kernel's)", False),
+    "netlink_bind": ("root: bind(); reads the nl_pid and nl_groups asked for", True),
+    "netlink_connect": ("root: connect(); reads the peer's nl_pid and groups", True),
+    "netlink_release": ("root: close() of the last reference; the socket leaves its groups", True),
+    "netlink_autobind": ("picks a portid for a socket sent on or connected unbound", False),
+    "netlink_insert": ("puts the socket in its protocol's table; reads the portid it gets", True),
+    "genl_bind": ("a generic-netlink multicast group joined; reads the group", True),
+    "__netlink_kernel_create": ("root: a kernel socket (one per protocol and namespace); reads the "
+                                "protocol, the input function, the groups and the namespace "
+                                "(it returns the socket, a pointer: no ret shown)", True, True),
+    "netlink_kernel_release": ("root: a kernel socket released (namespace teardown)", True, True),
 }
 
 ON_DEMAND = {"mutex_lock"}
 # The functions that can start a tree; loaders attach their entries last, so
 # that no tree begins before the probes inside it exist.
-ROOT_FUNCTIONS = {"netlink_sendmsg", "netlink_recvmsg", "netlink_unicast", "netlink_broadcast"}
+ROOT_FUNCTIONS = {"netlink_sendmsg", "netlink_recvmsg", "netlink_unicast", "netlink_broadcast",
+                  "netlink_create", "netlink_bind", "netlink_connect", "netlink_release",
+                  "__netlink_kernel_create", "netlink_kernel_release"}
 
 # Left out of flow's trees unless asked for (--all-probes): each wraps a single
 # call of the node below it (rtnetlink_rcv and genl_rcv call netlink_rcv_skb;
-# netlink_unicast_kernel the protocol's input) or is the last step of one
-# (__netlink_sendskb queues the skb whose delivery netlink_unicast already
-# shows, with its return). They add little to a tree, and an entry and a
-# return probe per call is most of what tracing costs.
-FLOW_DETAIL = frozenset({"netlink_unicast_kernel", "rtnetlink_rcv", "genl_rcv", "netlink_sendskb",
-                         "__netlink_sendskb"})
+# netlink_unicast_kernel the protocol's input; netlink_sendskb
+# __netlink_sendskb). They add little to a tree, and an entry and a return
+# probe per call is most of what tracing costs.
+FLOW_DETAIL = frozenset({"netlink_unicast_kernel", "rtnetlink_rcv", "genl_rcv", "netlink_sendskb"})
 
 # What nltrace latency needs to time messages (--by message, process, rtnl):
 # the whole netlink_sendmsg, the message type (captured at the first
@@ -75,8 +91,9 @@ TREE_FUNCTIONS = tuple(
 GENL_DISPATCH = ("genl_family_rcv_msg_doit", "genl_family_rcv_msg_dumpit")
 
 CAPTURE_PROBES = (
-    Probe("netlink_skb_destructor", "kprobe", ("capture_netlink_skb_destructor",),
-          "not a node: captures the message a netlink_recvmsg read", True),
+    Probe("skb_free_datagram", "kprobe", ("capture_skb_free_datagram",),
+          "not a node: captures the message a netlink_recvmsg read, and its skb (the link to where it "
+          "came from); it fires for every datagram socket's read, and returns at once outside a tree", True),
     Probe("genl_op_from_full", "kprobe", ("capture_genl_op_from_full",),
           "not a node: names the genl family and handler where genl_family_rcv_msg_doit is inlined", True,
           stands_in_for=GENL_DISPATCH),

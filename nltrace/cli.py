@@ -50,8 +50,8 @@ FILTER_OPTIONS = (
     click.option("-p", "--pid", type=int, help="Only this process (tgid)."),
     click.option("-c", "--comm", help="Only this command name."),
     click.option("--protocol", help="Only this protocol: ROUTE, GENERIC, NETLINK_USERSOCK, ..."),
-    click.option("--type", "msg_type", help="Only this message type: RTM_GETLINK, nlctrl, "
-                 "nlctrl/CTRL_CMD_GETFAMILY, or a number."),
+    click.option("--type", "msg_type", help="Only this message type: RTM_GETLINK, NFT_MSG_NEWTABLE, "
+                 "a genl family (ethtool) or family/command (ethtool/ETHTOOL_MSG_LINKINFO_GET), or a number."),
     click.option("-d", "--duration", type=float, help="Stop after this many seconds."),
 )
 

@@ -1,12 +1,16 @@
-"""Netlink message decoding, on pyroute2's message classes and constants.
+"""Netlink message decoding, on pyroute2's message classes and constants
+and the kernel's uapi headers (nltrace/uapi.py).
 
 The kernel programs capture the head of each message (NLT_MSG_CAPTURE bytes);
-this turns it into names: protocol, message type, flags, and the fixed
-fields and complete attributes that fit in the capture.
+this turns it into names: protocol, message type (generic-netlink family and
+command, nfnetlink subsystem and message), flags, and the fixed fields and
+complete attributes that fit in the capture. A uevent (not a netlink
+message but text) is shown as its first line, ACTION@DEVPATH.
 """
 
 import errno
 import functools
+import re
 import struct
 
 import pyroute2.netlink as nl
@@ -14,9 +18,10 @@ from pyroute2.netlink import ctrlmsg, genlmsg
 from pyroute2.netlink.rtnl import RTM_VALUES
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
+from nltrace import uapi
+
 NLMSG_HDRLEN = 16
 GENL_HDRLEN = 4
-RTM_BASE = 16
 
 
 def _names(prefix, skip=()):
@@ -36,7 +41,6 @@ PROTOCOLS = _names("NETLINK_", skip={
 PROTOCOL_VALUES = {name: value for value, name in PROTOCOLS.items()}
 CONTROL_TYPES = {nl.NLMSG_NOOP: "NLMSG_NOOP", nl.NLMSG_ERROR: "NLMSG_ERROR",
                  nl.NLMSG_DONE: "NLMSG_DONE", nl.NLMSG_OVERRUN: "NLMSG_OVERRUN"}
-CTRL_COMMANDS = {getattr(nl, n): n for n in dir(nl) if n.startswith("CTRL_CMD_")}
 
 # Flags every message may carry, then the meaning of bits 8-11 by request kind
 # (include/uapi/linux/netlink.h).
@@ -51,7 +55,7 @@ KIND_FLAGS = {
     "del": ((0x100, "NLM_F_NONREC"), (0x200, "NLM_F_BULK")),
     "ack": ((nl.NLM_F_CAPPED, "NLM_F_CAPPED"), (nl.NLM_F_ACK_TLVS, "NLM_F_ACK_TLVS")),
 }
-RTM_KINDS = ("new", "del", "get", "set")
+_KIND = re.compile(r"_(NEW|DEL|GET|SET)")
 
 RTNL_CLASSES = MarshalRtnl.msg_map
 
@@ -79,14 +83,41 @@ def flag_names(flags, kind):
     return names
 
 
-def _kind(protocol_name_, msg_type):
+def _kind(protocol_name_, msg_type, type_name):
+    """Which meaning bits 8-11 of the flags have: the kind in the type's name
+    (RTM_NEWLINK, NFT_MSG_DELTABLE, XFRM_MSG_GETSA, ...)."""
     if msg_type == nl.NLMSG_ERROR:
         return "ack"
-    if protocol_name_ == "NETLINK_ROUTE" and msg_type >= RTM_BASE:
-        return RTM_KINDS[(msg_type - RTM_BASE) % 4]
     if protocol_name_ == "NETLINK_GENERIC":
         return "get"     # genl requests use the GET meaning of the high bits (dumps)
-    return None
+    kind = _KIND.search(type_name or "")
+    return kind.group(1).lower() if kind else None
+
+
+def type_names(protocol, msg_type, family=None, cmd=None, to_kernel=True):
+    """The names of a message type: {"type_name", and as they apply
+    "cmd_name" (generic netlink) or "subsys" (nfnetlink)}; None where
+    unknown. family: the generic-netlink family's name; to_kernel: a
+    request, not a reply (some families name each direction's commands)."""
+    proto = protocol_name(protocol)
+    if msg_type in CONTROL_TYPES:
+        return {"type_name": CONTROL_TYPES[msg_type]}
+    if proto == "NETLINK_ROUTE":
+        return {"type_name": RTM_VALUES.get(msg_type)}
+    if proto == "NETLINK_GENERIC":
+        family = family or ("nlctrl" if msg_type == nl.GENL_ID_CTRL else None)
+        return {"type_name": family,
+                "cmd_name": uapi.genl_commands(family, to_kernel).get(cmd) if family else None}
+    if proto == "NETLINK_NETFILTER":
+        if msg_type in uapi.nfnl_batch_types():
+            return {"type_name": uapi.nfnl_batch_types()[msg_type], "subsys": None}
+        subsys = uapi.nfnl_subsystems().get(msg_type >> 8)
+        return {"type_name": uapi.nfnl_messages(subsys).get(msg_type & 0xff), "subsys": subsys}
+    if proto == "NETLINK_SOCK_DIAG":
+        return {"type_name": uapi.sock_diag_types().get(msg_type)}
+    if proto == "NETLINK_XFRM":
+        return {"type_name": uapi.xfrm_types().get(msg_type)}
+    return {"type_name": None}
 
 
 def _plain(value):
@@ -123,6 +154,8 @@ def decode_message(data, protocol, genl_family=None):
     short of the message). Returns the JSON contract's "message" object, or
     None when fewer bytes than a netlink header were captured. The nested
     values (flags, fields, attrs) are shared between calls: read them only."""
+    if protocol == nl.NETLINK_KOBJECT_UEVENT:
+        return _uevent(data) if data else None
     if len(data) < NLMSG_HDRLEN:
         return None
     seq, portid = struct.unpack_from("=II", data, 8)
@@ -132,11 +165,32 @@ def decode_message(data, protocol, genl_family=None):
     return dict(decoded, seq=seq, portid=portid)
 
 
+def message_head(protocol, head, family=None, cmd=None):
+    """The header of one message of a buffer, as a dispatch or an ack node
+    read it: head is bytes 4-11 of its nlmsghdr (type, flags, seq); cmd its
+    genl command, where the node read one."""
+    msg_type, flags, seq = head & 0xffff, head >> 16 & 0xffff, head >> 32
+    names = type_names(protocol, msg_type, family, cmd)
+    out = {"type": msg_type, "type_name": names["type_name"],
+           "flags": flag_names(flags, _kind(protocol_name(protocol), msg_type, names["type_name"])), "seq": seq}
+    if cmd is not None:
+        out.update(cmd=cmd, cmd_name=names.get("cmd_name"))
+    return out
+
+
+def _uevent(data):
+    """A kobject uevent: "ACTION@DEVPATH\0KEY=VALUE\0...", or udev's
+    rebroadcast, which starts "libudev\0" and a binary header."""
+    first = data.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return {"type": None, "type_name": "uevent", "flags": [], "seq": None, "portid": None,
+            "family": None, "cmd": None, "len": None, "uevent": first, "truncated": False}
+
+
 @functools.lru_cache(maxsize=4096)
 def _decode_without_seq(data, protocol, genl_family):
     length, msg_type, flags, seq, portid = struct.unpack_from("=IHHII", data)
     proto = protocol_name(protocol)
-    out = {"type": msg_type, "type_name": None, "flags": flag_names(flags, _kind(proto, msg_type)),
+    out = {"type": msg_type, "type_name": None, "flags": [],
            "seq": seq, "portid": portid, "family": None, "cmd": None, "len": length}
     captured = min(len(data), length)
     cls = None
@@ -145,18 +199,16 @@ def _decode_without_seq(data, protocol, genl_family):
         if msg_type == nl.NLMSG_ERROR and len(data) >= NLMSG_HDRLEN + 4:
             err = struct.unpack_from("=i", data, NLMSG_HDRLEN)[0]
             out["fields"] = {"error": err, "error_name": errno_name(err) if err else None}
-    elif proto == "NETLINK_ROUTE":
-        out["type_name"] = RTM_VALUES.get(msg_type)
-        cls = RTNL_CLASSES.get(msg_type)
     elif proto == "NETLINK_GENERIC" and len(data) >= NLMSG_HDRLEN + GENL_HDRLEN:
         cmd = data[NLMSG_HDRLEN]
-        family = genl_family or ("nlctrl" if msg_type == nl.GENL_ID_CTRL else None)
-        out.update(family=family, cmd=cmd, type_name=family)
-        if msg_type == nl.GENL_ID_CTRL:
-            out["cmd_name"] = CTRL_COMMANDS.get(cmd)
-            cls = ctrlmsg
-        else:
-            cls = genlmsg
+        names = type_names(protocol, msg_type, genl_family, cmd, to_kernel=bool(flags & nl.NLM_F_REQUEST))
+        out.update(family=names["type_name"], cmd=cmd, **names)
+        cls = ctrlmsg if msg_type == nl.GENL_ID_CTRL else genlmsg
+    elif proto != "NETLINK_GENERIC":
+        out.update(type_names(protocol, msg_type))
+        if proto == "NETLINK_ROUTE":
+            cls = RTNL_CLASSES.get(msg_type)
+    out["flags"] = flag_names(flags, _kind(proto, msg_type, out["type_name"]))
     if cls is not None:
         fields, attrs = _decode_body(cls, data, captured)
         if fields:

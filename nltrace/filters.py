@@ -43,7 +43,8 @@ def resolve_type(msg_type, protocol):
     Raises BadFilter for a name this kernel does not know."""
     from pyroute2.netlink.rtnl import RTM_NAMES
 
-    from nltrace.decode import CTRL_COMMANDS, PROTOCOL_VALUES
+    from nltrace.decode import PROTOCOL_VALUES
+    from nltrace.uapi import genl_commands, nfnl_type
     want = {"protocol": None, "type": None, "cmd": None}
     if protocol:
         name = protocol.upper() if protocol.upper().startswith("NETLINK_") else "NETLINK_" + protocol.upper()
@@ -56,11 +57,13 @@ def resolve_type(msg_type, protocol):
         want["type"] = int(msg_type)
     elif msg_type.upper() in RTM_NAMES:
         want.update(protocol=0, type=RTM_NAMES[msg_type.upper()])
+    elif nfnl_type(msg_type.upper()) is not None:
+        want.update(protocol=12, type=nfnl_type(msg_type.upper()))
     else:
         family, _, cmd = msg_type.partition("/")
         want.update(protocol=16, type=genl_family_id(family))
         if cmd:
-            commands = {n: v for v, n in CTRL_COMMANDS.items()} if family == "nlctrl" else {}
+            commands = {n: v for v, n in genl_commands(family).items()}
             if not cmd.isdigit() and cmd.upper() not in commands:
                 raise BadFilter(f"unknown command {cmd!r} of {family}: give its number")
             want["cmd"] = int(cmd) if cmd.isdigit() else commands[cmd.upper()]

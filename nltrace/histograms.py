@@ -10,7 +10,7 @@ exceeds the exact maximum the kernel kept.
 from dataclasses import dataclass, field
 
 from nltrace import records
-from nltrace.decode import CTRL_COMMANDS, PROTOCOLS, RTM_VALUES
+from nltrace.decode import protocol_name, type_names
 
 C = records.C
 BY_KIND = {"function": C.NLT_HIST_FUNCTION, "message": C.NLT_HIST_MESSAGE,
@@ -93,13 +93,12 @@ def key_name(func, protocol, msg_type, cmd, name, kind):
         return records.FUNC_NAMES.get(func, f"func#{func}")
     if kind == C.NLT_HIST_PROCESS:
         return name
+    names = type_names(protocol, msg_type, name or None, cmd)
     if protocol == 0:
-        return RTM_VALUES.get(msg_type, f"RTM_{msg_type}")
+        return names["type_name"] or f"RTM_{msg_type}"
     if protocol == 16:
-        family = name or ("nlctrl" if msg_type == 16 else f"genl#{msg_type}")
-        command = CTRL_COMMANDS.get(cmd) if family == "nlctrl" else None
-        return f"{family}/{command or cmd}"
-    return f"{PROTOCOLS.get(protocol, f'NETLINK_{protocol}')}/{msg_type}"
+        return f"{names['type_name'] or f'genl#{msg_type}'}/{names['cmd_name'] or cmd}"
+    return names["type_name"] or f"{protocol_name(protocol)}/{msg_type}"
 
 
 def group(counts, maxima, by):

@@ -106,7 +106,19 @@ def parse_histograms(data):
     return head.ts_ns, counts, maxima
 
 
+SOCKET = _struct_of("struct nlt_socket")
+
+
+def socket_facts(rec):
+    """A socket tree's (NLT_REC_SOCKET) struct nlt_socket, as a dict; None
+    for a message's tree, or one whose facts did not fit."""
+    if not rec.flags & C.NLT_REC_SOCKET or rec.msg_len < SOCKET.size:
+        return None
+    names = [name for name, _ in ffi.typeof("struct nlt_socket").fields]
+    return dict(zip(names, SOCKET.unpack(ffi.buffer(rec.msg, SOCKET.size))))
+
+
 def node_tuples(rec):
-    """(start_ns, end_ns, ret, func, depth, pad, aux) of each node of a parsed record."""
+    """(start_ns, end_ns, ret, skb, func, depth, pad, aux) of each node of a parsed record."""
     n = min(rec.nr_nodes, MAX_NODES)
     return NODE.iter_unpack(ffi.buffer(rec.nodes, n * NODE_SIZE))

@@ -10,6 +10,7 @@ from nltrace import records
 from nltrace.errors import CannotTrace, Interrupted, LoadError
 from nltrace.histograms import group, interval_delta
 from nltrace.kernel import features
+from nltrace.links import Links
 from nltrace.trees import assemble
 
 
@@ -120,11 +121,12 @@ def flow(source, filters, show, on_malformed, duration, on_heartbeat=lambda: Non
     """Trees of source that pass filters, each to show(tree); a record that
     cannot be parsed to on_malformed(ValueError). Returns the Outcome."""
     shown = malformed = 0
+    links = Links()
 
     def on_record(raw):
         nonlocal shown, malformed
         try:
-            tree = assemble(records.parse_record(raw), source.symbolize)
+            tree = links.add(assemble(records.parse_record(raw), source.symbolize))
         except ValueError as e:
             malformed += 1
             on_malformed(e)

@@ -7,13 +7,23 @@ dict, which is also exactly what `flow --json` prints.
 
 from nltrace import records
 from nltrace.catalogue import TREE_FUNCTIONS
-from nltrace.decode import decode_message, errno_name, protocol_name
+from nltrace.decode import decode_message, errno_name, message_head, protocol_name
 
 C = records.C
 _VOID = {p.name for p in TREE_FUNCTIONS if p.returns_void}
 # func id -> (kernel function name, returns void)
 FUNCS = {i: (name, name in _VOID) for i, name in records.FUNC_NAMES.items()}
 NETLINK_ACK = C.NLT_FN_netlink_ack
+# What a node's arg is (records.h, struct nlt_node): an skb, or a message's header.
+SKB_ARG = {C.NLT_FN_netlink_unicast, C.NLT_FN___netlink_sendskb}
+HEAD_ARG = {C.NLT_FN_rtnetlink_rcv_msg, C.NLT_FN_genl_rcv_msg, C.NLT_FN_netlink_ack}
+GENL_RCV_MSG = C.NLT_FN_genl_rcv_msg
+# func id -> the key its node's aux is shown as
+AUX_KEYS = {C.NLT_FN_netlink_insert: "portid", C.NLT_FN_genl_bind: "group", C.NLT_FN_netlink_broadcast: "group",
+            C.NLT_FN_netlink_unicast: "portid", C.NLT_FN___netlink_sendskb: "portid",
+            C.NLT_FN_netlink_overrun: "portid"}
+EINTR = -4
+ESRCH = -3
 
 
 def _cstr(char_array):
@@ -35,10 +45,34 @@ def nest(nodes):
     return root
 
 
+def mark_dump_starts(node):
+    """netlink_dump_start() returns -EINTR once the dump has begun: the
+    kernel's "no ack, the dump answers" marker, not a failure. A call that
+    returns it around a netlink_dump gets dump_started instead of an errno.
+    Returns whether node's subtree holds a netlink_dump."""
+    dumps = False
+    for child in node["children"]:
+        dumps |= mark_dump_starts(child)
+    if dumps and node["ret"] == EINTR:
+        node.pop("errno", None)
+        node["dump_started"] = True
+    return dumps or node["func"] == "netlink_dump"
+
+
+def mark_unheard_broadcasts(root):
+    """netlink_broadcast returns -ESRCH when no socket listens on the group:
+    nobody heard it, which its callers (rtnl_notify, ...) take as no failure."""
+    for node in walk(root):
+        if node["func"] == "netlink_broadcast" and node["ret"] == ESRCH:
+            node.pop("errno", None)
+            node["no_listener"] = True
+
+
 def assemble(rec, symbolize):
     """rec: a parsed struct nlt_record. symbolize: kernel address -> name or None."""
     nodes = []
-    for start_ns, end_ns, ret, func_id, depth, _, aux in records.node_tuples(rec):
+    family = _cstr(rec.genl_family) or None
+    for start_ns, end_ns, ret, arg, func_id, depth, _, aux in records.node_tuples(rec):
         func, void = FUNCS.get(func_id) or (f"func#{func_id}", False)
         if not end_ns:
             node = {"func": func, "duration_ns": None, "ret": None, "children": []}
@@ -50,11 +84,21 @@ def assemble(rec, symbolize):
                 node["errno"] = errno_name(ret)
         if func_id == NETLINK_ACK:
             node["ack_error"] = aux - (1 << 32) if aux >= 1 << 31 else aux
+        elif func_id in AUX_KEYS:
+            node[AUX_KEYS[func_id]] = aux
+        if arg and func_id in SKB_ARG:
+            node["skb"] = hex(arg)
+        elif arg and func_id in HEAD_ARG:
+            node["message"] = message_head(rec.protocol, arg, family, aux if func_id == GENL_RCV_MSG else None)
         nodes.append((depth, node))
     root = nest(nodes)
+    if root:
+        mark_dump_starts(root)
+        mark_unheard_broadcasts(root)
 
-    family = _cstr(rec.genl_family) or None
-    message = decode_message(bytes(records.ffi.buffer(rec.msg, rec.msg_len)), rec.protocol, family)
+    facts = records.socket_facts(rec)
+    message = None if rec.flags & C.NLT_REC_SOCKET else decode_message(
+        bytes(records.ffi.buffer(rec.msg, rec.msg_len)), rec.protocol, family)
 
     err = rec.error
     if not err and root and root["ret"] is not None and -4095 <= root["ret"] < 0:
@@ -63,7 +107,7 @@ def assemble(rec, symbolize):
     if err:
         error = {"errno": abs(err), "name": errno_name(err), "extack": _cstr(rec.extack) or None}
 
-    return {
+    tree = {
         "ts_ns": rec.ts_ns,
         "pid": rec.pid,
         "tid": rec.tid,
@@ -76,3 +120,59 @@ def assemble(rec, symbolize):
         "incomplete": bool(rec.flags & C.NLT_REC_INCOMPLETE),
         "root": root,
     }
+    if rec.skb:
+        tree["skb"] = hex(rec.skb)
+    messages = messages_of(root) if root else []
+    if messages:
+        tree["messages"] = messages
+    if facts is not None:
+        tree["socket"] = socket_of(facts, root)
+    return tree
+
+
+def messages_of(root):
+    """Each message of the buffer the tree's sendmsg carried, in order: the
+    header its dispatch (or, with no dispatch seen, its ack) read, and the
+    errno its ack reported (or its dispatch returned)."""
+    out = []
+    for node in walk(root):
+        head = node.get("message")
+        if head is None:
+            continue
+        if node["func"] != "netlink_ack":
+            out.append(dict(head, errno=node.get("errno")))
+            continue
+        err = errno_name(node["ack_error"]) if node.get("ack_error") else None
+        if out and out[-1]["seq"] == head["seq"] and out[-1]["type"] == head["type"]:
+            out[-1]["errno"] = err or out[-1]["errno"]
+        else:
+            out.append(dict(head, errno=err))
+    return out
+
+
+def socket_of(facts, root):
+    """The JSON contract's "socket" of a socket tree: what its root read, and
+    the portid netlink_insert gave (bind, or the autobind of a connect)."""
+    out = {"sock": hex(facts["sock"]) if facts["sock"] else None, "netns": facts["netns"] or None}
+    func = root["func"] if root else None
+    if func == "netlink_create":
+        out["kern"] = bool(facts["kern"])
+    elif func in ("netlink_bind", "netlink_connect"):
+        out["portid_asked"] = facts["portid"]
+        out["groups"] = [bit + 1 for bit in range(32) if facts["groups"] >> bit & 1]
+    elif func == "__netlink_kernel_create":
+        out["nr_groups"] = facts["groups"]
+    inserted = [n["portid"] for n in walk(root) if n["func"] == "netlink_insert"] if root else []
+    if inserted:
+        out["portid"] = inserted[-1]
+    joined = [n["group"] for n in walk(root) if n["func"] == "genl_bind"] if root else []
+    if joined:
+        out["genl_groups"] = joined
+    return out
+
+
+def walk(node):
+    """node and every node below it, in call order."""
+    yield node
+    for child in node["children"]:
+        yield from walk(child)

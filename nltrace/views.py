@@ -17,13 +17,45 @@ def human_ns(ns):
     return f"{ns}ns"
 
 
+# A socket tree's root -> what its head line calls it.
+SOCKET_ACTIONS = {"netlink_create": "socket()", "netlink_bind": "bind()", "netlink_connect": "connect()",
+                  "netlink_release": "close()", "__netlink_kernel_create": "kernel socket created",
+                  "netlink_kernel_release": "kernel socket released"}
+
+
+def _socket_text(tree):
+    sock = tree["socket"]
+    words = [SOCKET_ACTIONS.get(tree["root"]["func"], tree["root"]["func"])]
+    if "portid_asked" in sock:
+        words.append(f"portid={sock['portid_asked']}")
+    if sock.get("portid"):
+        words.append(f"→ portid {sock['portid']}")
+    if sock.get("groups"):
+        words.append("groups=" + ",".join(map(str, sock["groups"])))
+    if sock.get("genl_groups"):
+        words.append("genl groups=" + ",".join(map(str, sock["genl_groups"])))
+    if sock.get("nr_groups"):
+        words.append(f"{sock['nr_groups']} groups")
+    if sock.get("netns"):
+        words.append(f"netns={sock['netns']}")
+    if sock.get("kern"):
+        words.append("(kernel)")
+    return " ".join(words)
+
+
 def _message_text(tree):
+    if tree.get("socket") is not None:
+        return _socket_text(tree)
     msg = tree["message"]
     if not msg:
         return "(no message captured)"
+    if msg.get("uevent"):
+        return f"uevent {msg['uevent']}"
     name = msg["type_name"] or f"type {msg['type']}"
     if msg.get("family"):
         name = f"{msg['family']}/{msg.get('cmd_name') or msg['cmd']}"
+    elif msg.get("subsys"):
+        name = f"{msg['subsys']}/{msg['type_name'] or msg['type'] & 0xff}"
     flags = "|".join(f.replace("NLM_F_", "") for f in msg["flags"]) or "-"
     return f"{name} [{flags}] seq={msg['seq']} portid={msg['portid']} len={msg['len']}"
 
@@ -38,6 +70,10 @@ def _node_label(node):
         pass   # a void function
     elif "errno" in node:
         label.append(f"  = {ret} {node['errno']}", style="red")
+    elif node.get("dump_started"):
+        label.append(f"  = {ret} (dump started)", style="dim")
+    elif node.get("no_listener"):
+        label.append(f"  = {ret} (no listener)", style="dim")
     else:
         label.append(f"  = {ret}", style="dim")
     if node.get("ack_error"):
@@ -48,7 +84,8 @@ def _node_label(node):
 def render_tree(tree, t0_ns):
     """A rich renderable for one tree. t0_ns: timestamp shown as +0."""
     head = Text(no_wrap=True, overflow="ignore")   # a long head line is kept whole
-    head.append(f"+{(tree['ts_ns'] - t0_ns) / 1e9:.6f}s ", style="dim")
+    head.append(f"+{(tree['ts_ns'] - t0_ns) / 1e9:.6f}s #{tree['id']} " if "id" in tree
+                else f"+{(tree['ts_ns'] - t0_ns) / 1e9:.6f}s ", style="dim")
     head.append(f"{tree['comm']}[{tree['pid']}/{tree['tid']}] ", style="green")
     head.append(f"{tree['protocol'] or '?'} ", style="magenta")
     head.append(_message_text(tree))
@@ -59,6 +96,10 @@ def render_tree(tree, t0_ns):
         head.append(f"  {err['name']}", style="bold red")
         if err["extack"]:
             head.append(f' "{escape(err["extack"])}"', style="red")
+    if tree.get("from"):
+        src = tree["from"]
+        head.append(f"  ← {src['via']} from {src['comm']}[{src['pid']}] #{src['tree']} "
+                    f"+{human_ns(src['delay_ns'])}", style="cyan")
     if tree["truncated"] or tree["incomplete"]:
         head.append("  (" + ", ".join(k for k in ("truncated", "incomplete") if tree[k]) + ")",
                     style="yellow")
@@ -67,7 +108,31 @@ def render_tree(tree, t0_ns):
     # The head line is printed outside the Tree, which would crop it to the width.
     nodes = Tree(_node_label(tree["root"]))
     _add(nodes, tree["root"]["children"])
-    return Group(head, nodes)
+    messages = tree.get("messages", ())
+    lines = [_message_line(m) for m in messages] if len(messages) > 1 else []
+    return Group(head, *lines, nodes, *map(_delivery_line, tree.get("deliveries", ())))
+
+
+def _message_line(msg):
+    """One line per message of a buffer that held several."""
+    name = msg["type_name"] or f"type {msg['type']}"
+    if msg.get("cmd_name") or msg.get("cmd") is not None:
+        name = f"{name}/{msg.get('cmd_name') or msg['cmd']}"
+    flags = "|".join(f.replace("NLM_F_", "") for f in msg["flags"]) or "-"
+    line = Text(f"  ▸ {name} [{flags}] seq={msg['seq']}", style="magenta")
+    if msg["errno"]:
+        line.append(f"  {msg['errno']}", style="bold red")
+    return line
+
+
+def _delivery_line(delivery):
+    """One line per message the tree queued on a user socket (or dropped)."""
+    who = f" {delivery['comm']}[{delivery['pid']}]" if "pid" in delivery else ""
+    if delivery["dropped"]:
+        return Text(f"  ✗ {delivery['via']} to portid {delivery['portid']}{who}: dropped, ENOBUFS", style="red")
+    read = delivery.get("read_by")
+    by = f", read by {read['comm']}[{read['pid']}] #{read['tree']}" if read else ""
+    return Text(f"  → {delivery['via']} to portid {delivery['portid']}{who}{by}", style="cyan")
 
 
 def _add(parent, children):

@@ -147,8 +147,12 @@ def compile_bpf(target, layout, out, mode):
            "-idirafter", "/usr/include/x86_64-linux-gnu", *layout_cflags(layout),
            "-c", str(PROGRAMS[mode]), "-o", out]
     _run(cmd, f"compiling {PROGRAMS[mode].name}")
-    # DWARF is not needed at load time; the object's own BTF (for .maps) stays.
-    _run(["llvm-strip", "-g", out], "stripping the BPF object")
+    # Neither DWARF nor .BTF.ext (line and function info, with its relocations
+    # more than half the object) is needed at load time: every function is
+    # inlined and offsets come from the layout, not CO-RE. The object's own
+    # BTF (for .maps) stays.
+    _run(["llvm-strip", "-g", "--remove-section=.BTF.ext", "--remove-section=.rel.BTF.ext", out],
+         "stripping the BPF object")
 
 
 def gen_skeleton(obj, mode, out):

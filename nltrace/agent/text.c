@@ -33,8 +33,20 @@ void nlt_print_tree(struct nlt_agent *a, const struct nlt_record *rec)
 	fprintf(out, "%llu.%06llu %s[%u] %s", (unsigned long long)(rec->ts_ns / 1000000000),
 		(unsigned long long)(rec->ts_ns / 1000 % 1000000), rec->comm, rec->pid,
 		rec->protocol == 0xffff ? "" : protocol_name(rec->protocol));
-	if (rec->msg_len >= 16)
+	if (rec->flags & NLT_REC_SOCKET) {
+		struct nlt_socket facts;
+
+		memcpy(&facts, rec->msg, sizeof(facts));
+		fputs(" socket", out);
+		if (facts.portid)
+			fprintf(out, " portid %u", facts.portid);
+		if (facts.groups)
+			fprintf(out, " groups 0x%x", facts.groups);
+		if (facts.netns)
+			fprintf(out, " netns %u", facts.netns);
+	} else if (rec->msg_len >= 16) {
 		fprintf(out, " type %u flags 0x%x seq %u len %u", type, flags, seq, len);
+	}
 	if (rec->genl_family[0] && rec->msg_len >= 17)
 		fprintf(out, " %s cmd %u", rec->genl_family, rec->msg[16]);
 	if (rec->handler)
@@ -57,6 +69,10 @@ void nlt_print_tree(struct nlt_agent *a, const struct nlt_record *rec)
 			(unsigned long long)((n->end_ns - n->start_ns) % 1000));
 		if (n->func == NLT_FN_netlink_ack)
 			fprintf(out, " ack %d", (int)n->aux);
+		else if (n->func == NLT_FN_netlink_insert)
+			fprintf(out, " portid %u = %lld", n->aux, (long long)n->ret);
+		else if (n->func == NLT_FN_genl_bind)
+			fprintf(out, " group %u = %lld", n->aux, (long long)n->ret);
 		else if (n->func >= NLT_FN_MAX || !nlt_func_void[n->func])
 			fprintf(out, " = %lld", (long long)n->ret);
 		fputc('\n', out);

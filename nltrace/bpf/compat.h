@@ -141,6 +141,8 @@ char LICENSE[] SEC("license") = "GPL";
 #include <linux/skbuff.h>
 #include <net/sock.h>
 #include <net/genetlink.h>
+#include <net/net_namespace.h>
+#include <linux/netlink.h>
 #define NLT_READ(dst, ptr, tag, member) \
 	bpf_probe_read_kernel(&(dst), sizeof(((struct tag *)0)->member), \
 			      &((struct tag *)(ptr))->member)

@@ -38,7 +38,7 @@ static __always_inline int tree_wanted(struct nlt_thread *t)
 		return 0;
 	if (!type && !cmd)
 		return 1;
-	if (t->rec.msg_len < 20)
+	if (t->rec.msg_len < 20 || (t->rec.flags & NLT_REC_SOCKET))
 		return 0;
 	__builtin_memcpy(&msg_type, t->rec.msg + 4, sizeof(msg_type));
 	if (type && type - 1 != msg_type)

@@ -7,7 +7,7 @@
  * padding, so the layout is the same on x86-64 and on 32-bit ARM.
  */
 
-#define NLT_STREAM_VERSION 1
+#define NLT_STREAM_VERSION 2
 #define NLT_COMM_LEN 16
 #define NLT_GENL_NAMSIZ 16
 #define NLT_EXTACK_LEN 80
@@ -35,12 +35,25 @@ enum nlt_func {
 	NLT_FN___netlink_sendskb = 15,
 	NLT_FN_netlink_ack = 16,
 	NLT_FN_mutex_lock = 17,      /* only calls that take rtnl_mutex */
-	NLT_FN_MAX = 18,
+	/* a socket's life: socket(), bind(), connect(), close(), the kernel's own */
+	NLT_FN_netlink_create = 18,
+	NLT_FN___netlink_create = 19,
+	NLT_FN_netlink_bind = 20,
+	NLT_FN_netlink_connect = 21,
+	NLT_FN_netlink_release = 22,
+	NLT_FN_netlink_autobind = 23,
+	NLT_FN_netlink_insert = 24,
+	NLT_FN_genl_bind = 25,
+	NLT_FN___netlink_kernel_create = 26,
+	NLT_FN_netlink_kernel_release = 27,
+	NLT_FN_netlink_overrun = 28,  /* a copy dropped: the receiver's buffer is full (ENOBUFS) */
+	NLT_FN_MAX = 29,
 };
 
 /* nlt_record.flags */
 #define NLT_REC_TRUNCATED 1      /* more calls than NLT_MAX_NODES, or deeper than NLT_MAX_DEPTH */
 #define NLT_REC_INCOMPLETE 2     /* a return was never seen (kretprobe missed) */
+#define NLT_REC_SOCKET 4         /* a socket's tree: msg holds a struct nlt_socket, not a message */
 
 /* Indexes of the config array that user space fills before attaching. */
 enum nlt_config {
@@ -71,10 +84,29 @@ struct nlt_node {
 	__u64 start_ns;
 	__u64 end_ns;
 	__s64 ret;
+	__u64 arg;                   /* netlink_unicast, __netlink_sendskb: the skb delivered (the
+				      * read that consumes it names it too: a link);
+				      * rtnetlink_rcv_msg, genl_rcv_msg, netlink_ack: the header of
+				      * the message it serves, bytes 4-11 (type, flags, seq) */
 	__u8 func;
 	__u8 depth;
 	__u16 pad;
-	__u32 aux;                   /* netlink_ack: the errno it reports */
+	__u32 aux;                   /* netlink_ack: the errno it reports; genl_rcv_msg: the
+				      * command; netlink_insert: the
+				      * portid given; genl_bind, netlink_broadcast: the group;
+				      * netlink_unicast, __netlink_sendskb, netlink_overrun: the
+				      * receiver's portid */
+};
+
+/* What a socket's tree (NLT_REC_SOCKET) knows of its socket, kept in msg[]:
+ * from the root's arguments (socket(), bind(), connect(), close(), or the
+ * kernel creating one of its own sockets). */
+struct nlt_socket {
+	__u64 sock;                  /* the struct socket: ties one socket's trees together (0: kernel) */
+	__u32 portid;                /* bind, connect: the nl_pid asked for */
+	__u32 groups;                /* bind: nl_groups; a kernel socket: its number of groups */
+	__u32 netns;                 /* netlink_create, kernel sockets: the namespace's inode number */
+	__u32 kern;                  /* netlink_create: created by the kernel */
 };
 
 /* One tree: everything the kernel did for one root call on one thread. */

@@ -199,6 +199,7 @@ static __always_inline struct nlt_thread *enter(__u32 func, int may_root)
 	t->rec.nodes[idx].start_ns = bpf_ktime_get_ns();
 	t->rec.nodes[idx].end_ns = 0;
 	t->rec.nodes[idx].ret = 0;
+	t->rec.nodes[idx].arg = 0;
 	t->rec.nodes[idx].func = func;
 	t->rec.nodes[idx].depth = depth;
 	t->rec.nodes[idx].aux = 0;
@@ -231,6 +232,28 @@ static __always_inline void leave(__u32 func, int may_root, long ret)
 	t->depth = d;
 	if (may_root && !d && !t->skip)
 		tree_done(t);
+}
+
+/* What the call just entered (enter() returned t) carries: its arg and its
+ * number (aux; records.h says what they are for each function). */
+static __always_inline void note(struct nlt_thread *t, __u64 arg, __u32 aux)
+{
+	__u32 idx = t->rec.nr_nodes - 1;
+
+	if (idx < NLT_MAX_NODES) {
+		t->rec.nodes[idx].arg = arg;
+		t->rec.nodes[idx].aux = aux;
+	}
+}
+
+/* A message's type, flags and seq (struct nlmsghdr bytes 4-11), as one word:
+ * which message of a sendmsg's buffer a dispatch or an ack served. */
+static __always_inline __u64 message_head(void *nlh)
+{
+	__u64 head = 0;
+
+	bpf_probe_read_kernel(&head, sizeof(head), (char *)nlh + 4);
+	return head;
 }
 
 static __always_inline void capture_protocol(struct nlt_thread *t, void *sk)
@@ -327,28 +350,35 @@ NLT_FUNCTION(netlink_recvmsg, 1,
 	     socket_call(NLT_FN_netlink_recvmsg, config_get(NLT_CFG_SKIP_RECV) ? 0 : 2, NLT_ARG(1)))
 
 /* Delivery of an skb; starts a tree of its own when the kernel sends on its
- * own, and captures the message.
+ * own, and captures the message. A unicast notes its skb and the portid it
+ * goes to; a broadcast its group (each copy is its own __netlink_sendskb).
  * int netlink_unicast(struct sock *ssk, struct sk_buff *skb, u32 portid, int nonblock)
  * int netlink_broadcast(struct sock *ssk, struct sk_buff *skb, u32 portid, u32 group, gfp_t) */
-static __always_inline void delivery(__u32 func, void *ssk, void *skb)
+static __always_inline void delivery(__u32 func, void *ssk, void *skb, __u64 skb_noted, __u32 aux)
 {
 	struct nlt_thread *t = enter(func, 1);
 
 	if (t) {
 		capture_protocol(t, ssk);
 		capture_skb(t, skb);
+		note(t, skb_noted, aux);
 	}
 }
 
-NLT_FUNCTION(netlink_unicast, 1, delivery(NLT_FN_netlink_unicast, NLT_ARG(1), NLT_ARG(2)))
-NLT_FUNCTION(netlink_broadcast, 1, delivery(NLT_FN_netlink_broadcast, NLT_ARG(1), NLT_ARG(2)))
+NLT_FUNCTION(netlink_unicast, 1, delivery(NLT_FN_netlink_unicast, NLT_ARG(1), NLT_ARG(2),
+					  (__u64)NLT_ARG(2), (unsigned long)NLT_ARG(3)))
+NLT_FUNCTION(netlink_broadcast, 1, delivery(NLT_FN_netlink_broadcast, NLT_ARG(1), NLT_ARG(2),
+					    0, (unsigned long)NLT_ARG(4)))
 
 /* int rtnetlink_rcv_msg(struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *) */
 static __always_inline void rtnl_dispatch(void *nlh)
 {
 	struct nlt_thread *t = enter(NLT_FN_rtnetlink_rcv_msg, 0);
 
-	if (t && !t->rec.handler)
+	if (!t)
+		return;
+	note(t, message_head(nlh), 0);
+	if (!t->rec.handler)
 		t->rec.handler = rtnl_handler(nlh);
 }
 
@@ -417,30 +447,176 @@ NLT_KPROBE(capture_genl_op_from_small) { genl_op_found(NLT_ARG(1), (unsigned lon
 
 /* void netlink_ack(struct sk_buff *in_skb, struct nlmsghdr *nlh, int err,
  *		    const struct netlink_ext_ack *extack) */
-static __always_inline void ack(int err)
+static __always_inline void ack(void *nlh, int err)
 {
 	struct nlt_thread *t = enter(NLT_FN_netlink_ack, 0);
 
 	if (t) {
-		__u32 idx = t->rec.nr_nodes - 1;
-
-		if (idx < NLT_MAX_NODES)
-			t->rec.nodes[idx].aux = (__u32)err;
+		note(t, message_head(nlh), (__u32)err);
 		if (err && !t->rec.error)
 			t->rec.error = err;
 	}
 }
 
-NLT_FUNCTION(netlink_ack, 0, ack((int)(long)NLT_ARG(3)))
+NLT_FUNCTION(netlink_ack, 0, ack(NLT_ARG(2), (int)(long)NLT_ARG(3)))
 
 NLT_FUNCTION(netlink_unicast_kernel, 0, enter(NLT_FN_netlink_unicast_kernel, 0))
 NLT_FUNCTION(rtnetlink_rcv, 0, enter(NLT_FN_rtnetlink_rcv, 0))
 NLT_FUNCTION(genl_rcv, 0, enter(NLT_FN_genl_rcv, 0))
 NLT_FUNCTION(netlink_rcv_skb, 0, enter(NLT_FN_netlink_rcv_skb, 0))
-NLT_FUNCTION(genl_rcv_msg, 0, enter(NLT_FN_genl_rcv_msg, 0))
+/* int genl_rcv_msg(struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *)
+ * The genl header (its command first) follows the netlink header. */
+static __always_inline void genl_message(void *nlh)
+{
+	struct nlt_thread *t = enter(NLT_FN_genl_rcv_msg, 0);
+	__u8 cmd = 0;
+
+	if (t) {
+		bpf_probe_read_kernel(&cmd, sizeof(cmd), (char *)nlh + 16);
+		note(t, message_head(nlh), cmd);
+	}
+}
+
+NLT_FUNCTION(genl_rcv_msg, 0, genl_message(NLT_ARG(2)))
 NLT_FUNCTION(netlink_dump, 0, enter(NLT_FN_netlink_dump, 0))
 NLT_FUNCTION(netlink_sendskb, 0, enter(NLT_FN_netlink_sendskb, 0))
-NLT_FUNCTION(__netlink_sendskb, 0, enter(NLT_FN___netlink_sendskb, 0))
+/* An skb queued on a user socket (the copy a reader will consume), or one
+ * that did not fit in its buffer (the reader will read ENOBUFS instead), and
+ * who that reader is: its portid (struct netlink_sock is private to
+ * net/netlink, so a build from kernel headers cannot read it).
+ * int __netlink_sendskb(struct sock *sk, struct sk_buff *skb)
+ * void netlink_overrun(struct sock *sk) */
+static __always_inline void to_reader(__u32 func, void *sk, void *skb)
+{
+	struct nlt_thread *t = enter(func, 0);
+	__u32 portid = 0;
+
+	if (!t)
+		return;
+#ifndef NLT_LAYOUT_FROM_HEADERS
+	NLT_READ(portid, sk, netlink_sock, portid);
+#endif
+	note(t, (__u64)skb, portid);
+}
+
+NLT_FUNCTION(__netlink_sendskb, 0, to_reader(NLT_FN___netlink_sendskb, NLT_ARG(1), NLT_ARG(2)))
+NLT_FUNCTION(netlink_overrun, 0, to_reader(NLT_FN_netlink_overrun, NLT_ARG(1), 0))
+
+/* A socket's life. Each of these trees holds no message but its socket's
+ * facts (struct nlt_socket in msg[]), written by the root only: netlink_release
+ * also runs inside netlink_kernel_release, and __netlink_create inside both
+ * creations. */
+static __always_inline struct nlt_socket *facts_of(struct nlt_thread *t)
+{
+	return (struct nlt_socket *)t->rec.msg;
+}
+
+static __always_inline struct nlt_thread *socket_root(__u32 func, void *sock)
+{
+	struct nlt_thread *t = enter(func, 1);
+	void *sk = 0;
+
+	if (!t || t->rec.nr_nodes != 1)
+		return 0;
+	t->rec.flags |= NLT_REC_SOCKET;
+	t->rec.msg_len = sizeof(struct nlt_socket);
+	__builtin_memset(facts_of(t), 0, sizeof(struct nlt_socket));
+	facts_of(t)->sock = (__u64)sock;
+	if (sock) {
+		NLT_READ(sk, sock, socket, sk);
+		capture_protocol(t, sk);
+	}
+	return t;
+}
+
+static __always_inline __u32 netns_inum(void *net)
+{
+	void *ns = NLT_ADDR(net, net, ns);
+	__u32 inum = 0;
+
+	NLT_READ(inum, ns, ns_common, inum);
+	return inum;
+}
+
+/* int netlink_create(struct net *net, struct socket *sock, int protocol, int kern) */
+static __always_inline void socket_created(void *net, void *sock, long protocol, long kern)
+{
+	struct nlt_thread *t = socket_root(NLT_FN_netlink_create, sock);
+
+	if (t) {
+		t->rec.protocol = protocol;
+		facts_of(t)->netns = netns_inum(net);
+		facts_of(t)->kern = kern;
+	}
+}
+
+/* int netlink_bind(struct socket *sock, struct sockaddr *addr, int addr_len)
+ * int netlink_connect(struct socket *sock, struct sockaddr *addr, int alen, int flags)
+ * addr is the kernel's copy of the caller's struct sockaddr_nl: family,
+ * pad, nl_pid at 4, nl_groups at 8. */
+static __always_inline void socket_addressed(__u32 func, void *sock, void *addr)
+{
+	struct nlt_thread *t = socket_root(func, sock);
+
+	if (t) {
+		bpf_probe_read_kernel(&facts_of(t)->portid, sizeof(__u32), (char *)addr + 4);
+		bpf_probe_read_kernel(&facts_of(t)->groups, sizeof(__u32), (char *)addr + 8);
+	}
+}
+
+/* struct sock *__netlink_kernel_create(struct net *net, int unit,
+ *	struct module *module, struct netlink_kernel_cfg *cfg)
+ * The cfg names the socket's input function (kept as the tree's handler). */
+static __always_inline void kernel_socket_created(void *net, long unit, void *cfg)
+{
+	struct nlt_thread *t = socket_root(NLT_FN___netlink_kernel_create, 0);
+	void *input = 0;
+
+	if (!t)
+		return;
+	t->rec.protocol = unit;
+	facts_of(t)->netns = netns_inum(net);
+	if (cfg) {
+		NLT_READ(facts_of(t)->groups, cfg, netlink_kernel_cfg, groups);
+		NLT_READ(input, cfg, netlink_kernel_cfg, input);
+	}
+	t->rec.handler = (__u64)input;
+}
+
+/* void netlink_kernel_release(struct sock *sk)
+ * struct sock starts with its struct sock_common, which holds its namespace. */
+static __always_inline void kernel_socket_released(void *sk)
+{
+	struct nlt_thread *t = socket_root(NLT_FN_netlink_kernel_release, 0);
+	void *net = 0;
+
+	if (!t || !sk)
+		return;
+	capture_protocol(t, sk);
+	NLT_READ(net, sk, sock_common, skc_net);
+	facts_of(t)->netns = net ? netns_inum(net) : 0;
+}
+
+/* A node's number: netlink_insert(struct sock *sk, u32 portid) the portid
+ * the socket gets; genl_bind(struct net *net, int group) the group joined. */
+static __always_inline void numbered(__u32 func, __u32 number)
+{
+	struct nlt_thread *t = enter(func, 0);
+
+	if (t)
+		note(t, 0, number);
+}
+
+NLT_FUNCTION(netlink_create, 1, socket_created(NLT_ARG(1), NLT_ARG(2), (long)NLT_ARG(3), (long)NLT_ARG(4)))
+NLT_FUNCTION(__netlink_create, 0, enter(NLT_FN___netlink_create, 0))
+NLT_FUNCTION(netlink_bind, 1, socket_addressed(NLT_FN_netlink_bind, NLT_ARG(1), NLT_ARG(2)))
+NLT_FUNCTION(netlink_connect, 1, socket_addressed(NLT_FN_netlink_connect, NLT_ARG(1), NLT_ARG(2)))
+NLT_FUNCTION(netlink_release, 1, socket_root(NLT_FN_netlink_release, NLT_ARG(1)))
+NLT_FUNCTION(netlink_autobind, 0, enter(NLT_FN_netlink_autobind, 0))
+NLT_FUNCTION(netlink_insert, 0, numbered(NLT_FN_netlink_insert, (unsigned long)NLT_ARG(2)))
+NLT_FUNCTION(genl_bind, 0, numbered(NLT_FN_genl_bind, (unsigned long)NLT_ARG(2)))
+NLT_FUNCTION(__netlink_kernel_create, 1, kernel_socket_created(NLT_ARG(1), (long)NLT_ARG(2), NLT_ARG(4)))
+NLT_FUNCTION(netlink_kernel_release, 1, kernel_socket_released(NLT_ARG(1)))
 
 /* The RTNL wait. rtnl_lock() is inlined into rtnetlink_rcv_msg, so the probe
  * sits on mutex_lock(struct mutex *) and records only calls on rtnl_mutex,
@@ -454,14 +630,17 @@ static __always_inline void rtnl_wait(void *lock)
 
 NLT_FUNCTION(mutex_lock, 0, rtnl_wait(NLT_ARG(1)))
 
-/* Not a tree node: when a netlink skb is freed while a netlink_recvmsg tree
- * is open, it is the message that recvmsg just copied to the reader. */
-NLT_KPROBE(capture_netlink_skb_destructor)
+/* Not a tree node: the skb a netlink_recvmsg copied to the reader, as it
+ * lets go of it: the message it read, and the skb that links the read to
+ * the tree that queued it. Not the skb's destructor: while the sender of a
+ * broadcast still holds its reference, the destructor runs in the sender.
+ * void skb_free_datagram(struct sock *sk, struct sk_buff *skb) */
+NLT_KPROBE(capture_skb_free_datagram)
 {
 	struct nlt_thread *t = current_tree();
 
 	if (t && t->rec.nodes[0].func == NLT_FN_netlink_recvmsg)
-		capture_skb(t, NLT_ARG(1));
+		capture_skb(t, NLT_ARG(2));
 	return 0;
 }
 

@@ -13,8 +13,8 @@ import socket
 import sys
 
 from pyroute2.netlink import (CTRL_CMD_GETFAMILY, GENL_ID_CTRL, NETLINK_GENERIC, NETLINK_ROUTE,
-                              NETLINK_USERSOCK, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, ctrlmsg,
-                              nlmsg, nlmsgerr)
+                              NETLINK_USERSOCK, NLM_F_ACK, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
+                              ctrlmsg, nlmsg, nlmsgerr)
 from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETSTATS, RTM_SETLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ifstatsmsg import ifstatsmsg
@@ -23,6 +23,7 @@ SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
 USER_MSG_TYPE = 0x20      # above NLMSG_MIN_TYPE: a user-to-user message type
+UNUSED_PROTOCOL = 31      # below MAX_LINKS (32), and no kernel registers it
 
 
 class capped_ack(nlmsg):
@@ -120,6 +121,28 @@ def getfamily(args):
         request(sock, msg, GENL_ID_CTRL, NLM_F_REQUEST | args.flags, args.seq + i)
 
 
+def batch(args):
+    """RTM_GETLINK for each --indexes, all in one sendmsg, each with
+    NLM_F_ACK; then every answer read. One JSON line per message: what was
+    sent, and the errno of its ack."""
+    sock = open_socket(NETLINK_ROUTE)
+    buffer, sent = b"", []
+    for i, index in enumerate(args.indexes):
+        msg = ifinfmsg()
+        msg["index"] = index
+        msg["header"].update(type=RTM_GETLINK, flags=NLM_F_REQUEST | NLM_F_ACK, sequence_number=args.seq + i)
+        msg.encode()
+        buffer += bytes(msg.data)
+        sent.append({"pid": os.getpid(), "type": RTM_GETLINK, "flags": NLM_F_REQUEST | NLM_F_ACK,
+                     "seq": args.seq + i, "len": len(msg.data)})
+    sock.send(buffer)
+    for out in sent:
+        out.update(read_answer(sock, out["seq"]))
+        if out["reply_type"] != NLMSG_ERROR:     # a reply, then its ack
+            out.update(read_answer(sock, out["seq"]), reply_type=out["reply_type"])
+        print(json.dumps(out), flush=True)
+
+
 def mix(args):
     """N RTM_GETLINK for ifindex 1, then M CTRL_CMD_GETFAMILY for nlctrl."""
     for fn, count, extra in ((getlink, args.getlink, {"index": 1}), (getfamily, args.getfamily, {"name": "nlctrl"})):
@@ -148,6 +171,64 @@ def usersock_send(args):
         print(json.dumps(dict(out, portid=portid)), flush=True)
 
 
+def sockets(args):
+    """N sockets each created, bound to groups, connected to the kernel and
+    closed; then one whose first send binds it (autobind), a protocol no
+    kernel has (EPROTONOSUPPORT) and a bind to a portid in use (EADDRINUSE).
+    One JSON line per call: what it was, the portid, the errno."""
+    def report(action, portid=None, err=0):
+        print(json.dumps({"pid": os.getpid(), "action": action, "portid": portid, "errno": err}), flush=True)
+
+    for _ in range(args.count):
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+        report("socket")
+        sock.bind((0, args.groups))
+        portid = sock.getsockname()[0]
+        report("bind", portid)
+        sock.connect((0, 0))
+        report("connect", portid)
+        sock.close()
+        report("close", portid)
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    msg = ifinfmsg()
+    msg["index"] = 1
+    send(sock, msg, RTM_GETLINK, NLM_F_REQUEST, args.seq)
+    report("send", sock.getsockname()[0])
+    try:
+        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, UNUSED_PROTOCOL)
+    except OSError as e:
+        report("socket", err=e.errno)
+    taken = sock.getsockname()[0]
+    other = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        other.bind((taken, 0))
+    except OSError as e:
+        report("bind", taken, e.errno)
+    other.close()
+    sock.close()
+
+
+def listen(args):
+    """A listener on --groups (nl_groups): prints its pid and portid, then
+    the type of each message it reads, until a line on stdin. With --rcvbuf
+    a receive buffer that small (the kernel's minimum at least); with
+    --no-read it reads nothing, so its buffer fills."""
+    import select
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    if args.rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, args.rcvbuf)
+    sock.bind((0, args.groups))
+    print(json.dumps({"pid": os.getpid(), "portid": sock.getsockname()[0], "ready": True}), flush=True)
+    watched = [sys.stdin] if args.no_read else [sys.stdin, sock]
+    while True:
+        readable, _, _ = select.select(watched, [], [])
+        if sys.stdin in readable:
+            return
+        msg = nlmsg(sock.recv(65536))
+        msg.decode()
+        print(json.dumps({"pid": os.getpid(), "type": msg["header"]["type"]}), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1)
@@ -165,9 +246,20 @@ def main():
     p.add_argument("--getlink", type=int, required=True)
     p.add_argument("--getfamily", type=int, required=True)
     p.set_defaults(fn=mix)
+    p = sub.add_parser("batch")
+    p.add_argument("--indexes", type=int, nargs="+", required=True)
+    p.set_defaults(fn=batch)
     p = sub.add_parser("getfamily")
     p.add_argument("--name", required=True)
     p.set_defaults(fn=getfamily)
+    p = sub.add_parser("listen")
+    p.add_argument("--groups", type=lambda s: int(s, 0), required=True)
+    p.add_argument("--rcvbuf", type=int, default=0)
+    p.add_argument("--no-read", action="store_true")
+    p.set_defaults(fn=listen)
+    p = sub.add_parser("sockets")
+    p.add_argument("--groups", type=lambda s: int(s, 0), default=0, help="nl_groups to bind to")
+    p.set_defaults(fn=sockets)
     for name, fn in (("usersock-recv", usersock_recv), ("usersock-send", usersock_send)):
         p = sub.add_parser(name)
         p.add_argument("--port", type=int, required=True)

@@ -97,3 +97,17 @@ def summaries(trees, other):
 
 def nlload_sends(trees):
     return [t for t in sent(trees) if t["comm"] == "nlload"]
+
+
+def check_agent_text(lines):
+    """nltrace-agent --text of `nlload genl --count 2`: 2 sends and their 2
+    reads, each request naming nlctrl's command and handler, and nlload's
+    socket created, bound and closed (one tree each)."""
+    heads = [line for line in lines if not line.startswith((" ", "nltrace-agent:"))]   # one per tree
+    messages = [h for h in heads if " socket" not in h]
+    requests = [h for h in messages if "nlctrl cmd 3 handler ctrl_getfamily" in h]
+    assert len(messages) == 4 and len(requests) == 2, lines
+    assert sum(1 for line in lines if line.startswith("  netlink_sendmsg ")) == 2, lines
+    roots = [line.split()[0] for line in lines if line.startswith("  netlink_") and not line.startswith("   ")]
+    assert [r for r in roots if r in ("netlink_create", "netlink_bind", "netlink_release")] == \
+        ["netlink_create", "netlink_bind", "netlink_release"], lines

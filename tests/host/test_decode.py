@@ -79,3 +79,44 @@ def test_names():
     assert flag_names(0x100 | 1, "new") == ["NLM_F_REQUEST", "NLM_F_REPLACE"]
     assert flag_names(0x100 | 1, "del") == ["NLM_F_REQUEST", "NLM_F_NONREC"]
     assert flag_names(0x8000, None) == ["0x8000"]
+
+
+def genl(msg_type, flags, cmd):
+    return struct.pack("=IHHII", 20, msg_type, flags, 1, 0) + bytes([cmd, 1, 0, 0])
+
+
+def test_genl_commands_by_name_from_the_uapi_headers():
+    # ethtool names each direction's commands in its own enum
+    request = decode_message(genl(0x14, NLM_F_REQUEST, 2), protocol=16, genl_family="ethtool")
+    reply = decode_message(genl(0x14, 0, 2), protocol=16, genl_family="ethtool")
+    assert request["cmd_name"] == "ETHTOOL_MSG_LINKINFO_GET"
+    assert reply["cmd_name"] == "ETHTOOL_MSG_LINKINFO_GET_REPLY"
+    assert decode_message(genl(0x15, NLM_F_REQUEST, 1), 16, "devlink")["cmd_name"] == "DEVLINK_CMD_GET"
+    assert decode_message(genl(0x16, NLM_F_REQUEST, 1), 16, "NCSI")["cmd_name"] == "NCSI_CMD_PKG_INFO"
+    # a family nltrace has no table for keeps its number
+    out = decode_message(genl(0x17, NLM_F_REQUEST, 3), 16, "no_such_family")
+    assert (out["family"], out["cmd"], out["cmd_name"]) == ("no_such_family", 3, None)
+
+
+def test_nfnetlink_batch_and_nftables_messages():
+    nfgen = bytes([2, 0, 0, 0])
+    begin = decode_message(struct.pack("=IHHII", 20, 0x10, NLM_F_REQUEST, 7, 0) + nfgen, protocol=12)
+    assert (begin["type_name"], begin["subsys"]) == ("NFNL_MSG_BATCH_BEGIN", None)
+    new_table = decode_message(struct.pack("=IHHII", 20, 10 << 8 | 0, NLM_F_REQUEST | 0x400 | 4, 8, 0) + nfgen,
+                               protocol=12)
+    assert (new_table["type_name"], new_table["subsys"]) == ("NFT_MSG_NEWTABLE", "NFTABLES")
+    # bits 8-11 mean what they mean for a NEW request
+    assert new_table["flags"] == ["NLM_F_REQUEST", "NLM_F_ACK", "NLM_F_CREATE"]
+    unknown = decode_message(struct.pack("=IHHII", 16, 99 << 8 | 1, 0, 0, 0), protocol=12)
+    assert (unknown["type_name"], unknown["subsys"]) == (None, None)
+
+
+def test_sock_diag_and_xfrm_types():
+    assert decode_message(struct.pack("=IHHII", 16, 20, 0x301, 1, 0), 4)["type_name"] == "SOCK_DIAG_BY_FAMILY"
+    assert decode_message(struct.pack("=IHHII", 16, 16, 1, 1, 0), 6)["type_name"] == "XFRM_MSG_NEWSA"
+
+
+def test_uevent_shows_its_first_line():
+    out = decode_message(b"add@/devices/virtual/net/dummy0\0ACTION=add\0DEVPATH=/devices/virt", protocol=15)
+    assert (out["type_name"], out["uevent"]) == ("uevent", "add@/devices/virtual/net/dummy0")
+    assert decode_message(b"libudev\0\xfe\xed\xca\xfe", protocol=15)["uevent"] == "libudev"

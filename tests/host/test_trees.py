@@ -2,7 +2,7 @@
 
 from nltrace.sources.stream import StreamSource
 from nltrace import records
-from nltrace.trees import assemble, nest
+from nltrace.trees import assemble, nest, walk
 
 
 def load(path):
@@ -36,7 +36,9 @@ def test_recorded_workloads_assemble(recorded_stream):
     trees = load(recorded_stream)
     assert trees
     for t in trees:
-        assert t["root"]["func"] in ("netlink_sendmsg", "netlink_recvmsg", "netlink_unicast", "netlink_broadcast")
+        assert t["root"]["func"] in ("netlink_sendmsg", "netlink_recvmsg", "netlink_unicast", "netlink_broadcast",
+                                     "netlink_create", "netlink_bind", "netlink_connect", "netlink_release",
+                                     "__netlink_kernel_create", "netlink_kernel_release")
         assert not t["truncated"] and not t["incomplete"]
         for node in [t["root"]]:
             assert node["duration_ns"] is not None and node["duration_ns"] >= 0
@@ -61,3 +63,59 @@ def test_recorded_workloads_assemble(recorded_stream):
     assert recv["message"]["portid"] == send["message"]["portid"]
     assert send["pid"] != recv["pid"]
     assert funcs(send["root"])[-1] == "__netlink_sendskb"
+
+
+def test_a_started_dump_is_not_an_error(recorded_stream):
+    """netlink_dump_start's -EINTR (the dump began, no ack follows) is shown
+    as dump_started, never as an errno."""
+    started = 0
+    for tree in load(recorded_stream):
+        for node in walk(tree["root"]):
+            if node["ret"] == -4 and any(c["func"] == "netlink_dump" for c in node["children"]):
+                assert node.get("dump_started") is True and "errno" not in node, node
+                started += 1
+            else:
+                assert "dump_started" not in node, node
+    assert started > 0   # the fixture's `ip link show` and `ip addr show` dump
+
+
+def linked(path):
+    from nltrace.links import Links
+    links = Links()
+    return [links.add(t) for t in load(path)]
+
+
+def test_reads_link_back_to_the_tree_that_queued_them(recorded_stream):
+    """The recording's `ip link show lo`: its reply, read by the same
+    process, names the send that queued it; the `ip monitor link` beside
+    `ip link add`: each notification it read names ip's tree."""
+    trees = linked(recorded_stream)
+    by_id = {t["id"]: t for t in trees}
+    assert [t["id"] for t in trees] == list(range(1, len(trees) + 1))
+
+    (show,) = [t for t in trees if t["message"] and t["root"]["func"] == "netlink_sendmsg"
+               and t["message"]["type_name"] == "RTM_GETLINK" and t["comm"] == "ip"
+               and t["message"].get("attrs", {}).get("IFLA_IFNAME") == "lo"][:1]
+    reply = [t for t in trees if t.get("from", {}).get("tree") == show["id"]]
+    assert len(reply) == 1 and reply[0]["pid"] == show["pid"] and reply[0]["from"]["via"] == "unicast"
+    assert [d["via"] for d in show["deliveries"]] == ["unicast"]
+
+    adds = [t for t in trees if t["message"] and t["message"]["type_name"] == "RTM_NEWLINK"
+            and t["root"]["func"] == "netlink_sendmsg"]
+    assert adds, "the recording has no ip link add"
+    notified = [t for t in trees if t.get("from", {}).get("via") == "broadcast" and t["protocol"] == "NETLINK_ROUTE"]
+    assert notified, "no read of a notification links back"
+    for read in notified:
+        source = by_id[read["from"]["tree"]]
+        assert source["comm"] == "ip" and read["pid"] != source["pid"]
+        assert read["message"]["type_name"] in ("RTM_NEWLINK", "RTM_DELLINK")
+        # the copy it read is one of the source's deliveries, named by the
+        # monitor's bind (its socket tree gave the portid's owner)
+        assert any(d.get("pid") == read["pid"] and d["via"] == "broadcast" for d in source["deliveries"])
+
+
+def test_a_broadcast_nobody_hears_is_not_an_error(recorded_stream):
+    """netlink_broadcast's -ESRCH (no socket on the group) is no_listener."""
+    unheard = [n for t in load(recorded_stream) for n in walk(t["root"]) if n["func"] == "netlink_broadcast"
+               and n["ret"] == -3]
+    assert unheard and all(n.get("no_listener") and "errno" not in n for n in unheard)

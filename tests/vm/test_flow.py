@@ -8,17 +8,20 @@ each checks the nesting against the call trees documented in the seeds
 absent.
 """
 
+import errno
 import json
 import os
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
 from conftest import CLIENT, ROOT
 from harness.shapes import N, as_shown, assert_shape, matches, shape
 from harness.tracer import Tracer, nltrace
+from nltrace.trees import walk
 
 
 # The documented trees (seeds 000-004), as the kernel runs them.
@@ -110,36 +113,46 @@ def test_pid_filter_in_the_kernel():
 
 # --- iproute2, held against strace --------------------------------------
 
-SYSCALL = re.compile(r"^(\d+) +(sendmsg|sendto|recvmsg|recvfrom)\((\d+), (.*)\) += (-?\d+)(?: (E[A-Z0-9]+))?")
+SYSCALL = re.compile(r"^(\d+) +(\w+)\((.*)\) += (-?\d+)(?: (E[A-Z0-9]+))?")
 NLHDR = re.compile(r"nlmsg_type=(\w+), nlmsg_flags=([\w|]+), nlmsg_seq=(\d+)")
+ROOT_OF = {"sendmsg": "netlink_sendmsg", "sendto": "netlink_sendmsg", "recvmsg": "netlink_recvmsg",
+           "recvfrom": "netlink_recvmsg", "socket": "netlink_create", "bind": "netlink_bind",
+           "connect": "netlink_connect"}
+STRACED = "trace=" + ",".join(ROOT_OF)
 
 
 def strace_netlink(path):
-    """The netlink syscalls strace saw: (pid, kind, ret, first header or None)."""
+    """The netlink syscalls strace saw: (pid, the root nltrace shows for it,
+    ret as that function returns it, first header or None)."""
     import errno as errno_mod
     calls = []
     with open(path) as f:
         for line in f:
             m = SYSCALL.match(line)
-            if not m or not ("AF_NETLINK" in line or "nlmsg_" in line):
+            if not m or m.group(2) not in ROOT_OF or not ("AF_NETLINK" in line or "nlmsg_" in line):
                 continue
-            pid, name, _fd, body, ret, err = m.groups()
+            pid, name, body, ret, err = m.groups()
             ret = -getattr(errno_mod, err) if err else int(ret)
+            if name == "socket" and ret > 0:
+                ret = 0      # the fd; netlink_create returns 0
             hdr = NLHDR.search(body)
-            kind = "netlink_sendmsg" if name.startswith("send") else "netlink_recvmsg"
-            calls.append((int(pid), kind, ret, hdr.groups() if hdr else None))
+            calls.append((int(pid), ROOT_OF[name], ret, hdr.groups() if hdr else None))
     return calls
 
 
 def run_ip(tracer, tmp_path, *args):
     log = tmp_path / "strace.txt"
-    proc, trees = tracer.run(["strace", "-f", "-qq", "-e", "trace=sendmsg,sendto,recvmsg,recvfrom",
-                              "-o", str(log), "ip", *args])
+    proc, trees = tracer.run(["strace", "-f", "-qq", "-e", STRACED, "-o", str(log), "ip", *args])
     assert proc.returncode == 0, proc.stderr
     calls = strace_netlink(log)
     assert calls, "strace saw no netlink syscall"
     pid = calls[0][0]
     mine = sorted((t for t in trees if t["pid"] == pid), key=lambda t: t["ts_ns"])
+    # Each socket is released once, at its close or at ip's exit (which
+    # strace does not show as a call).
+    released = [t for t in mine if t["root"]["func"] == "netlink_release"]
+    assert len(released) == sum(1 for c in calls if c[1] == "netlink_create")
+    mine = [t for t in mine if t["root"]["func"] != "netlink_release"]
     # One tree per netlink syscall, in order, with the same return value and,
     # for each send, the header iproute2 sent.
     assert [(t["root"]["func"], t["root"]["ret"]) for t in mine] == [(c[1], c[2]) for c in calls]
@@ -151,7 +164,7 @@ def run_ip(tracer, tmp_path, *args):
             assert tree["message"]["type_name"] == msg_type
             assert set(tree["message"]["flags"]) == (set(flags.split("|")) - {"0"})
             assert tree["message"]["seq"] == int(seq)
-    return mine
+    return [t for t in mine if t["message"]]
 
 
 def test_ip_link_show_lo(tracer, tmp_path):
@@ -174,6 +187,11 @@ def test_ip_addr_show(tracer, tmp_path):
         assert_shape(t, RTNL_DUMP)
     handlers = {t["message"]["type_name"]: t["handler"] for t in dumps}
     assert handlers["RTM_GETADDR"] in ("rtnl_dump_all", "inet_dump_ifaddr")
+    # the dump's start (-EINTR) is no error: --errors-only shows none of it
+    from nltrace.filters import Filters
+    assert [t for t in trees if Filters(errors_only=True).match(t)] == []
+    starts = [n for t in dumps for n in walk(t["root"]) if n.get("dump_started")]
+    assert len(starts) == len(dumps) and all("errno" not in n for n in starts)
 
 
 @pytest.fixture
@@ -266,6 +284,198 @@ def test_usersock_between_two_processes(tracer):
         assert t["protocol"] == "NETLINK_USERSOCK"
 
 
+
+
+def test_every_message_of_one_sendmsg(tracer):
+    """Three RTM_GETLINK in one buffer, the second for a missing ifindex:
+    one tree whose messages are the three, in order, each with its seq and
+    its ack's errno as the client read it."""
+    proc, trees = tracer.run(client("--seq", "600", "batch", "--indexes", "1", "987654", "1"))
+    assert proc.returncode == 0, proc.stderr
+    sent = sent_by(proc)
+    (tree,) = sendmsg_trees(trees, sent[0]["pid"])
+    assert tree["root"]["ret"] == sum(m["len"] for m in sent)
+    got = [(m["type_name"], flag_bits(m["flags"]), m["seq"], m["errno"]) for m in tree["messages"]]
+    want = [("RTM_GETLINK", m["flags"], m["seq"], errno.errorcode[m["errno"]] if m["errno"] else None)
+            for m in sent]
+    assert got == want
+    assert len([n for n in walk(tree["root"]) if n["func"] == "rtnetlink_rcv_msg"]) == 3
+
+
+# --- protocols beyond route and generic, by name ------------------------
+
+def test_ethtool_and_nft_by_name(tracer):
+    """ethtool's generic-netlink requests name family and command; nft's
+    batch names its nfnetlink messages (from the kernel's uapi headers)."""
+    proc, trees = tracer.run(["ethtool", "lo"])
+    assert proc.returncode == 0, proc.stderr
+    sends = [t for t in trees if t["comm"] == "ethtool" and t["root"]["func"] == "netlink_sendmsg"
+             and t["message"]["family"] == "ethtool"]
+    assert sends, "ethtool sent nothing over netlink"
+    for t in sends:
+        assert t["message"]["cmd_name"].startswith("ETHTOOL_MSG_") and t["message"]["cmd_name"].endswith("_GET")
+    assert "ETHTOOL_MSG_LINKINFO_GET" in {t["message"]["cmd_name"] for t in sends}
+
+    proc, trees = tracer.run(["nft", "add", "table", "inet", "nltrace_test"])
+    subprocess.run(["nft", "delete", "table", "inet", "nltrace_test"], check=False)
+    assert proc.returncode == 0, proc.stderr
+    sends = [t for t in trees if t["comm"] == "nft" and t["root"]["func"] == "netlink_sendmsg"]
+    assert {t["protocol"] for t in sends} == {"NETLINK_NETFILTER"}
+    names = [t["message"]["type_name"] for t in sends]
+    assert None not in names, names
+    assert "NFNL_MSG_BATCH_BEGIN" in names
+
+
+# --- a socket's life ----------------------------------------------------
+
+def test_socket_lifecycle(tracer):
+    """N sockets created, bound to two groups, connected and closed: N trees
+    of each, with the portid the client read back; the autobind of a first
+    send inside that send's tree; EPROTONOSUPPORT and EADDRINUSE as errors."""
+    n, groups = 5, 0x11      # RTMGRP_LINK | RTMGRP_IPV4_IFADDR
+    proc, trees = tracer.run(client("--count", str(n), "--seq", "500", "sockets", "--groups", hex(groups)))
+    assert proc.returncode == 0, proc.stderr
+    calls = sent_by(proc)
+    pid = calls[0]["pid"]
+    mine = sorted((t for t in trees if t["pid"] == pid and t.get("socket") is not None), key=lambda t: t["ts_ns"])
+    by_root = {}
+    for t in mine:
+        by_root.setdefault(t["root"]["func"], []).append(t)
+
+    created = [t for t in by_root["netlink_create"] if not t["error"]]
+    assert len(created) == n + 2      # the N, the autobound one, the one bind() fails on
+    for t in created:
+        assert t["protocol"] == "NETLINK_ROUTE" and t["socket"]["kern"] is False
+        assert t["socket"]["netns"]
+        assert_shape(t, N("netlink_create", N("__netlink_create?")))
+    (unsupported,) = [t for t in by_root["netlink_create"] if t["error"]]
+    assert unsupported["error"]["name"] == "EPROTONOSUPPORT"
+
+    bound = [c["portid"] for c in calls if c["action"] == "bind" and not c["errno"]]
+    binds = [t for t in by_root["netlink_bind"] if not t["error"]]
+    assert [t["socket"]["portid"] for t in binds] == bound
+    for t in binds:
+        assert t["socket"]["groups"] == [1, 5] and t["socket"]["portid_asked"] == 0
+        assert_shape(t, N("netlink_bind", N("netlink_autobind?", N("netlink_insert?"))))
+    (in_use,) = [t for t in by_root["netlink_bind"] if t["error"]]
+    (refused,) = [c for c in calls if c["action"] == "bind" and c["errno"]]
+    assert in_use["error"]["name"] == "EADDRINUSE" and in_use["socket"]["portid_asked"] == refused["portid"]
+
+    assert len(by_root["netlink_connect"]) == n
+    # Each socket's trees share its struct socket: create, bind, connect, close.
+    for i in range(n):
+        socks = {by_root[f][i]["socket"]["sock"] for f in ("netlink_create", "netlink_bind",
+                                                          "netlink_connect", "netlink_release")}
+        assert len(socks) == 1, socks
+    assert len(by_root["netlink_release"]) == n + 2   # and the autobound one, and the one bind() failed on
+
+    (autobound,) = [c["portid"] for c in calls if c["action"] == "send"]
+    (send,) = [t for t in trees if t["pid"] == pid and t["message"] and t["message"]["seq"] == 500]
+    inserted = [node["portid"] for node in walk(send["root"]) if node["func"] == "netlink_insert"]
+    autobinds = [node for node in walk(send["root"]) if node["func"] == "netlink_autobind"]
+    assert autobinds and inserted == [autobound]
+
+
+
+def netlink_drops(portid):
+    """The kernel's count of messages dropped for a NETLINK_ROUTE socket (/proc/net/netlink)."""
+    with open("/proc/net/netlink") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    (drops,) = [int(row[8]) for row in rows if int(row[1]) == 0 and int(row[2]) == portid]
+    return drops
+
+
+def test_broadcast_fan_out_and_links(tracer):
+    """Two listeners on RTMGRP_LINK and one that never reads (its buffer at
+    the kernel's minimum): each notification of 6 `link add` and 6 `link
+    del` has one delivered copy per reader, each read links back to the
+    tree that queued it, and the copies the full buffer refused are dropped
+    nodes, as many as the kernel counted."""
+    listeners = [subprocess.Popen(client("listen", "--groups", "1", *extra), stdin=subprocess.PIPE,
+                                  stdout=subprocess.PIPE, text=True)
+                 for extra in ((), (), ("--rcvbuf", "1", "--no-read"))]
+    ready = [json.loads(p.stdout.readline()) for p in listeners]
+    readers, full = ready[:2], ready[2]
+    mark = tracer.mark()
+    # Enough notifications to fill the minimum buffer: the copies go in while
+    # it holds less than its size, so the first ones fit.
+    names = [f"nltbc{i}" for i in range(6)]
+    batch = "".join(f"link add {n} type dummy\n" for n in names) + "".join(f"link del {n}\n" for n in names)
+    subprocess.run(["ip", "-batch", "-"], check=True, text=True, input=batch)
+    tracer.since(mark)
+    time.sleep(2)     # the kernel's later notifications (linkwatch) too
+    drops = netlink_drops(full["portid"])
+    got = []
+    for p in listeners:
+        out, _ = p.communicate("stop\n", timeout=60)
+        got.append([json.loads(line) for line in out.splitlines()])
+    trees = tracer.since(mark)      # every read the listeners made
+    by_id = {t["id"]: t for t in trees}
+    portids = {r["portid"]: r["pid"] for r in ready}
+    # ip's own trees notify; the kernel's linkwatch worker notifies too, later, in trees of its own
+    changes = [t for t in trees if t["comm"] == "ip" and t["root"]["func"] == "netlink_sendmsg"
+               and t["message"]["type_name"] in ("RTM_NEWLINK", "RTM_DELLINK") and not t["error"]]
+    assert len(changes) == 2 * len(names)
+    copies = [(t, d) for t in trees for d in t.get("deliveries", []) if d["portid"] in portids]
+    assert not any(t["truncated"] for t, _ in copies)
+    # A link is named on the side that ended last: the read's "from", or the
+    # delivery's "read_by" when the (blocking) read returned first.
+    source_of = {t["id"]: t["from"]["tree"] for t in trees if "from" in t}
+    source_of.update({d["read_by"]["tree"]: t["id"] for t, d in copies if "read_by" in d})
+    for reader, lines in zip(readers, got):
+        mine = [(t, d) for t, d in copies if d["portid"] == reader["portid"]]
+        assert all(d["via"] == "broadcast" and not d["dropped"] for _, d in mine)
+        assert all(any(d["portid"] == reader["portid"] for d in t.get("deliveries", [])) for t in changes)
+        reads = [t for t in trees if t["pid"] == reader["pid"] and t["root"]["func"] == "netlink_recvmsg"]
+        # one read per copy, each linked to the tree that queued it
+        assert len(reads) == len(mine) == len(lines), (len(reads), len(mine), lines)
+        for read in reads:
+            assert read["id"] in source_of, (read, [(t["id"], t["ts_ns"], n) for t in trees for n in walk(t["root"])
+                                                   if n.get("skb") == read.get("skb")])
+            source = by_id[source_of[read["id"]]]
+            assert any(d["portid"] == reader["portid"] for d in source["deliveries"]), read
+    refused = [d for _, d in copies if d["portid"] == full["portid"] and d["dropped"]]
+    assert drops > 0 and len(refused) == drops
+    # a listener known from its reads is named in the deliveries that follow
+    assert any(d.get("pid") == readers[0]["pid"] for _, d in copies)
+
+
+def kernel_sockets(netns):
+    """The protocols of the kernel's sockets in netns, from its /proc/net/netlink
+    (kernel sockets have portid 0; a fresh namespace has no user socket)."""
+    out = subprocess.run(["ip", "netns", "exec", netns, "cat", "/proc/net/netlink"],
+                         check=True, capture_output=True, text=True).stdout.splitlines()
+    rows = [line.split() for line in out[1:]]
+    return sorted(int(row[1]) for row in rows if int(row[2]) == 0)
+
+
+def test_kernel_sockets_of_a_namespace(tracer):
+    """ip netns add: one kernel-socket tree per protocol the kernel opened in
+    the namespace (as its /proc/net/netlink lists them), in ip's process;
+    ip netns del: as many releases, from the kernel's cleanup worker."""
+    from nltrace.decode import PROTOCOL_VALUES
+    name = "nltrace-test"
+    proc, trees = tracer.run(["ip", "netns", "add", name])
+    assert proc.returncode == 0, proc.stderr
+    try:
+        inode = os.stat(f"/run/netns/{name}").st_ino
+        expected = kernel_sockets(name)
+    finally:
+        mark = tracer.mark()
+        subprocess.run(["ip", "netns", "del", name], check=True)
+    created = [t for t in trees if t["root"]["func"] == "__netlink_kernel_create"
+               and t["socket"]["netns"] == inode]
+    assert sorted(PROTOCOL_VALUES[t["protocol"]] for t in created) == expected
+    assert {t["comm"] for t in created} == {"ip"}
+    by_protocol = {t["protocol"]: t for t in created}
+    assert by_protocol["NETLINK_ROUTE"]["handler"] == "rtnetlink_rcv"
+    assert by_protocol["NETLINK_ROUTE"]["socket"]["nr_groups"] > 0
+    assert by_protocol["NETLINK_GENERIC"]["handler"] == "genl_rcv"
+    # The namespace is cleaned up later, by a kernel worker.
+    released = lambda: [t for t in tracer.stdout[mark:] if t["root"]["func"] == "netlink_kernel_release"  # noqa: E731
+                        and t["socket"]["netns"] == inode]
+    tracer.wait_for(lambda: len(released()) >= len(expected), f"{len(expected)} kernel socket releases")
+    assert sorted(PROTOCOL_VALUES[t["protocol"]] for t in released()) == expected
 
 # --- a burst at full rate -----------------------------------------------
 

@@ -1,0 +1,95 @@
+"""Links across processes: each message the kernel queues on a user socket,
+tied to the read that consumes it.
+
+A tree's __netlink_sendskb nodes are its deliveries (a reply, an ack, a
+dump's batch, each copy of a broadcast, a user-to-user message), each with
+the skb queued and the receiver's portid; a netlink_overrun node is a copy
+dropped (the receiver reads ENOBUFS instead). A netlink_recvmsg tree names
+the skb it read (captured as the read frees it), which is one of those.
+Trees get ids in the order they are read, filtered out or not.
+
+Trees arrive as they end, so either side of a link can come first: a read
+that came after its delivery names it ("from"); a delivery whose read ended
+first (a blocking read returns while the sender is still in its sendmsg)
+names that read ("read_by").
+"""
+
+from collections import OrderedDict
+
+# The ancestor that says why an skb was queued; none of these: a unicast.
+VIA = {"netlink_ack": "ack", "netlink_dump": "dump", "netlink_broadcast": "broadcast"}
+# Deliveries waiting for their read; the oldest are forgotten first (a
+# message nobody reads, or read while nltrace was not running).
+MAX_PENDING = 65536
+
+
+def deliveries(root):
+    """(node, via) of each skb queued on a user socket, or dropped, in root's tree."""
+    out = []
+
+    def visit(node, via):
+        via = VIA.get(node["func"], via)
+        if node["func"] in ("__netlink_sendskb", "netlink_overrun"):
+            out.append((node, via))
+        for child in node["children"]:
+            visit(child, via)
+
+    visit(root, "unicast")
+    return out
+
+
+class Links:
+    def __init__(self):
+        self.next_id = 1
+        self.queued = OrderedDict()     # skb -> the delivery's tree, not yet read
+        self.read = OrderedDict()       # skb -> the read's tree, whose delivery is not yet seen
+        self.owners = {}                # (protocol, portid) -> {"pid", "comm"} of the socket's process
+
+    def add(self, tree):
+        """Give tree its "id"; a read its "from" (where its message came
+        from, if that was seen); a tree that queued messages its
+        "deliveries" (portid, via, and the receiving process where known)."""
+        tree["id"] = self.next_id
+        self.next_id += 1
+        root = tree["root"]
+        if root is None:
+            return tree
+        me = {"pid": tree["pid"], "comm": tree["comm"]}
+        if root["func"] == "netlink_recvmsg" and "skb" in tree:
+            # An skb's address is reused once it is freed: a read and a
+            # delivery are one message only if the delivery began before the read ended.
+            read_end = tree["ts_ns"] + (root["duration_ns"] or 0)
+            source = self.queued.pop(tree["skb"], None)
+            if source is None or source["ts_ns"] > read_end:
+                _remember(self.read, tree["skb"], dict(me, tree=tree["id"], end_ns=read_end))
+            else:
+                tree["from"] = {key: source[key] for key in ("tree", "pid", "comm", "via")}
+                # from the producing tree's start to the read's return
+                tree["from"]["delay_ns"] = max(0, read_end - source["ts_ns"])
+                self.owners[(tree["protocol"], source["portid"])] = me
+        if tree.get("socket") and tree["socket"].get("portid"):
+            self.owners[(tree["protocol"], tree["socket"]["portid"])] = me
+        out = []
+        for node, via in deliveries(root):
+            portid = node.get("portid")
+            delivery = {"portid": portid, "via": via, "dropped": node["func"] == "netlink_overrun"}
+            delivery.update(self.owners.get((tree["protocol"], portid), {}))
+            out.append(delivery)
+            if "skb" not in node:
+                continue
+            reader = self.read.pop(node["skb"], None)
+            if reader is None or reader["end_ns"] < tree["ts_ns"]:
+                _remember(self.queued, node["skb"], {"tree": tree["id"], "pid": tree["pid"], "comm": tree["comm"],
+                                                     "via": via, "portid": portid, "ts_ns": tree["ts_ns"]})
+            else:
+                delivery["read_by"] = {key: reader[key] for key in ("tree", "pid", "comm")}
+                self.owners[(tree["protocol"], portid)] = {"pid": reader["pid"], "comm": reader["comm"]}
+        if out:
+            tree["deliveries"] = out
+        return tree
+
+
+def _remember(pending, skb, what):
+    pending[skb] = what
+    while len(pending) > MAX_PENDING:
+        pending.popitem(last=False)
