@@ -2,7 +2,7 @@
 #   make install   everything on a fresh Debian 12 machine (root)
 #   make demo      nltrace flow on real traffic (inside the test VM here)
 #   make test      every test: host tests, the real-kernel tests in one VM boot, then
-#                  the BMC path on an emulated ARMv6 board (one boot)
+#                  the BMC path on the emulated AST2500 (one boot per kernel)
 #   make vm CMD=.. any command inside the test VM
 #   make bench     overhead of nltrace and bpftrace in the VM (bench/RESULTS.md), host-side throughput
 SHELL := /bin/bash
@@ -13,7 +13,7 @@ APT_PACKAGES := python3-venv python3-bpfcc bpfcc-tools bpftrace dwarves iproute2
 	qemu-system-x86 linux-image-amd64 linux-headers-amd64 bpftool gcc libc6-dev \
 	clang llvm libbpf-dev libelf-dev zlib1g-dev busybox-static \
 	gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-system-arm device-tree-compiler cpio \
-	ethtool nftables
+	ethtool nftables flex bison bc libssl-dev
 
 .PHONY: install demo test test-host test-vm test-arm vm bench
 
@@ -44,10 +44,14 @@ $(NLLOAD): bench/nlload.c
 test-vm: install $(NLLOAD)
 	tools/vm $(PY) -m pytest -p no:cacheprovider -v --durations=0 tests/vm
 
-# The armel rpi kernel, its DWARF vmlinux and the libbpf sysroot, cached in
-# .cache/arm; tests/arm compares with the x86 trees test-vm leaves behind.
+# The armel sysroot and busybox (.cache/arm), and the AST2500 kernels built
+# from Debian's sources with nltrace's config fragment (cached outside the
+# clone, ~/.cache/nltrace/kernels); tests/arm compares with the x86 trees
+# test-vm leaves behind.
+BOARD_KERNELS := 6.12 5.10
 test-arm: install
 	tools/arm/fetch
+	for v in $(BOARD_KERNELS); do tools/arm/kernel $$v || exit 1; done
 	$(PY) -m pytest -p no:cacheprovider -v -s --durations=0 tests/arm
 
 vm: install
