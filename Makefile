@@ -4,7 +4,8 @@
 #   make test      every test: host tests, the real-kernel tests in one VM boot, then
 #                  the BMC path on the emulated AST2500 (one boot per kernel)
 #   make vm CMD=.. any command inside the test VM
-#   make bench     overhead of nltrace and bpftrace in the VM (bench/RESULTS.md), host-side throughput
+#   make bench     overhead of nltrace and bpftrace in the VM, of the agent on the emulated
+#                  AST2500, host-side throughput (bench/RESULTS.md)
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -63,4 +64,6 @@ bench: install $(NLLOAD)
 	$(PY) bench/throughput.py | tee $(BENCH_OUT)/throughput.jsonl
 	tools/vm $(PY) bench/run.py --nlload $(NLLOAD) --out $(BENCH_OUT) \
 		--host "$$(lscpu | sed -n 's/^Model name: *//p'), $$(nproc) cores"
+	tools/arm/fetch
+	$(PY) bench/board.py --kernel "$$(tools/arm/kernel 6.12)" --out $(BENCH_OUT)
 	$(PY) bench/report.py $(BENCH_OUT) > bench/RESULTS.md

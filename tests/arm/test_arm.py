@@ -38,9 +38,7 @@ KERNELS = ("6.12", "5.10")
 # RTM_GETLINK (7 of them among 3 CTRL_CMD_GETFAMILY), the --text trees of 2
 # CTRL_CMD_GETFAMILY, and the agent's peak memory.
 BOARD_SCRIPT = r"""
-# attached FILE PID: wait until the agent has written its ready file (once
-# every probe is attached) while it still runs
-attached() { i=0; while [ ! -e "$1" ]; do kill -0 "$2" 2>/dev/null || return 1; sleep 0.2; i=$((i+1)); [ $i -lt 1500 ] || return 1; done; }
+. ./board.sh
 uname -r > /out/release
 ./nltrace-agent --check > /out/check.txt 2>&1; echo $? > /out/check-status
 for jit in 1 0; do
