@@ -2,7 +2,8 @@
 #   make install   everything on a fresh Debian 12 machine (root)
 #   make demo      nltrace flow on real traffic (inside the test VM here)
 #   make test      every test: host tests, the real-kernel tests in one VM boot, then
-#                  the BMC path on the emulated AST2500 (one boot per kernel)
+#                  the BMC path on an emulated ARMv6 board (one boot)
+#   make test-board  the BMC path on the emulated AST2500 with its own kernels
 #   make vm CMD=.. any command inside the test VM
 #   make bench     overhead of nltrace and bpftrace in the VM, of the agent on the emulated
 #                  AST2500, host-side throughput (bench/RESULTS.md)
@@ -16,7 +17,7 @@ APT_PACKAGES := python3-venv python3-bpfcc bpfcc-tools bpftrace dwarves iproute2
 	gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-system-arm device-tree-compiler cpio \
 	ethtool nftables flex bison bc libssl-dev
 
-.PHONY: install demo test test-host test-vm test-arm vm bench
+.PHONY: install demo test test-host test-vm test-arm test-board vm bench
 
 install: $(STAMP)
 
@@ -45,15 +46,20 @@ $(NLLOAD): bench/nlload.c
 test-vm: install $(NLLOAD)
 	tools/vm $(PY) -m pytest -p no:cacheprovider -v --durations=0 tests/vm
 
-# The armel sysroot and busybox (.cache/arm), and the AST2500 kernels built
-# from Debian's sources with nltrace's config fragment (cached outside the
-# clone, ~/.cache/nltrace/kernels); tests/arm compares with the x86 trees
-# test-vm leaves behind.
-BOARD_KERNELS := 6.12 5.10
+# The armel rpi kernel, its DWARF vmlinux and the libbpf sysroot, cached in
+# .cache/arm; tests/arm compares with the x86 trees test-vm leaves behind.
 test-arm: install
 	tools/arm/fetch
-	for v in $(BOARD_KERNELS); do tools/arm/kernel $$v || exit 1; done
 	$(PY) -m pytest -p no:cacheprovider -v -s --durations=0 tests/arm
+
+# The AST2500 (not in `make test` yet: its kernels take ~35 min of CPU to
+# build on a fresh machine, and KNOWN_GAPS in tests/board lists what fails
+# there today). Kernels are cached outside the clone (~/.cache/nltrace/kernels).
+BOARD_KERNELS := 6.12 5.10
+test-board: install
+	tools/arm/fetch
+	for v in $(BOARD_KERNELS); do tools/arm/kernel $$v || exit 1; done
+	$(PY) -m pytest -p no:cacheprovider -v -s -rxX --durations=0 tests/board
 
 vm: install
 	tools/vm bash -c '$(CMD)'

@@ -17,8 +17,9 @@ AGENT_FLOW = os.path.join(FIXTURES, "agent-flow-armv6-6.1.0-50-rpi.nltrace")
 
 # A stand-in for a tracing tool: attaches (writes --ready-file), prints two
 # trees, and on SIGTERM prints its summary and ends; "stubborn" ignores SIGTERM,
-# "deaf" misses the first one (as bpftrace 0.17 can), "early" ends before it is ready. It "traces" the markers that write their pid
-# to the file MARKERS names, all but the first ("lossy": its tree is lost).
+# "deaf" misses the first one (as bpftrace 0.17 can), "early" ends before it is
+# ready. It "traces" the markers that write their pid to the file MARKERS
+# names, all but the first ("lossy": its tree is lost).
 FAKE_TOOL = r"""
 import json, os, signal, sys, time
 mode, markers, shown = sys.argv[1], sys.argv[2], set()
