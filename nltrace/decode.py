@@ -68,7 +68,9 @@ def _mctp(cls, addresses):
     """cls with its address attributes read as MCTP endpoint ids (one byte;
     pyroute2 reads them as IP addresses only)."""
     nla_map = tuple((name, "uint8" if name in addresses else kind) for name, kind in cls.nla_map)
-    return type(f"mctp_{cls.__name__}", (cls,), {"nla_map": nla_map})
+    # pyroute2 compiles nla_map once per class into class attributes, which a
+    # subclass would inherit from its compiled parent: it gets its own flag.
+    return type(f"mctp_{cls.__name__}", (cls,), {"nla_map": nla_map, "_nlmsg_base__compiled_nla": False})
 
 
 # Address and route messages of family AF_MCTP (include/uapi/linux/mctp.h, net/mctp):

@@ -124,7 +124,11 @@ def test_uevent_shows_its_first_line():
 
 def test_mctp_addresses_and_routes_are_endpoint_ids():
     """AF_MCTP messages as tests/clients/bmcnl.c sends them: the address and
-    the route's destination are one-byte endpoint ids, not IP addresses."""
+    the route's destination are one-byte endpoint ids, not IP addresses,
+    also after an AF_INET message of the same type was decoded."""
+    ifa = struct.pack("=BBBBI", 2, 24, 0, 0, 1) + struct.pack("=HH4B", 8, 2, 10, 9, 8, 7)
+    assert decode_message(struct.pack("=IHHII", 16 + len(ifa), 20, 0x605, 1, 0) + ifa, 0)["attrs"] == \
+        {"IFA_LOCAL": "10.9.8.7"}
     ifa = struct.pack("=BBBBI", AF_MCTP, 0, 0, 0, 1) + struct.pack("=HHB3x", 5, 2, 8)       # IFA_LOCAL 8
     msg = decode_message(struct.pack("=IHHII", 16 + len(ifa), 20, 0x605, 2, 0) + ifa, 0)
     assert msg["type_name"] == "RTM_NEWADDR" and msg["fields"]["family"] == AF_MCTP
