@@ -3,8 +3,10 @@
 #   make demo      nltrace flow on real traffic (inside the test VM here)
 #   make test      every test: host tests, the real-kernel tests in one VM boot, then
 #                  the BMC path on an emulated ARMv6 board (one boot)
+#   make test-board  the BMC path on the emulated AST2500 with its own kernels
 #   make vm CMD=.. any command inside the test VM
-#   make bench     overhead of nltrace and bpftrace in the VM (bench/RESULTS.md), host-side throughput
+#   make bench     overhead of nltrace and bpftrace in the VM, of the agent on the emulated
+#                  AST2500, host-side throughput (bench/RESULTS.md)
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,9 +15,9 @@ APT_PACKAGES := python3-venv python3-bpfcc bpfcc-tools bpftrace dwarves iproute2
 	qemu-system-x86 linux-image-amd64 linux-headers-amd64 bpftool gcc libc6-dev \
 	clang llvm libbpf-dev libelf-dev zlib1g-dev busybox-static \
 	gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-system-arm device-tree-compiler cpio \
-	ethtool nftables
+	ethtool nftables flex bison bc libssl-dev
 
-.PHONY: install demo test test-host test-vm test-arm vm bench
+.PHONY: install demo test test-host test-vm test-arm test-board vm bench
 
 install: $(STAMP)
 
@@ -50,6 +52,15 @@ test-arm: install
 	tools/arm/fetch
 	$(PY) -m pytest -p no:cacheprovider -v -s --durations=0 tests/arm
 
+# The AST2500 (not in `make test` yet: its kernels take ~35 min of CPU to
+# build on a fresh machine, and KNOWN_GAPS in tests/board lists what fails
+# there today). Kernels are cached outside the clone (~/.cache/nltrace/kernels).
+BOARD_KERNELS := 6.12 5.10
+test-board: install
+	tools/arm/fetch
+	for v in $(BOARD_KERNELS); do tools/arm/kernel $$v || exit 1; done
+	$(PY) -m pytest -p no:cacheprovider -v -s -rxX --durations=0 tests/board
+
 vm: install
 	tools/vm bash -c '$(CMD)'
 
@@ -59,4 +70,6 @@ bench: install $(NLLOAD)
 	$(PY) bench/throughput.py | tee $(BENCH_OUT)/throughput.jsonl
 	tools/vm $(PY) bench/run.py --nlload $(NLLOAD) --out $(BENCH_OUT) \
 		--host "$$(lscpu | sed -n 's/^Model name: *//p'), $$(nproc) cores"
+	tools/arm/fetch
+	$(PY) bench/board.py --kernel "$$(tools/arm/kernel 6.12)" --out $(BENCH_OUT)
 	$(PY) bench/report.py $(BENCH_OUT) > bench/RESULTS.md

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """bench/RESULTS.md from one `make bench`: the VM's overhead table
-(bench/run.py's table.md) and the host-side throughput (bench/throughput.py's
-JSON lines). Usage: bench/report.py OUT_DIR > bench/RESULTS.md"""
+(bench/run.py's table.md), the agent's on the emulated AST2500
+(bench/board.py's board.md) and the host-side throughput
+(bench/throughput.py's JSON lines). Usage: bench/report.py OUT_DIR > bench/RESULTS.md"""
 
 import json
 import os
@@ -10,6 +11,8 @@ import sys
 out = sys.argv[1]
 with open(os.path.join(out, "table.md")) as f:
     overhead = f.read().strip()
+with open(os.path.join(out, "board.md")) as f:
+    board = f.read().strip()
 with open(os.path.join(out, "throughput.jsonl")) as f:
     stages = [json.loads(line) for line in f if line.strip()]
 host = os.uname()
@@ -27,6 +30,13 @@ had no room for; startup = start to attached (nltrace's --ready-file written,
 bpftrace's Tracing line).
 
 {overhead}
+
+## The agent on the emulated BMC (TCG: only the ratios mean anything)
+
+ratio = requests/s of bench/nlload.c while the agent runs (its stream to
+/dev/null) over the same without it, B T B for each tracer and mode.
+
+{board}
 
 ## Host-side throughput (no kernel)
 

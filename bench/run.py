@@ -65,6 +65,7 @@ SETTLE_S = 1.0              # after the tracer is attached, before the first T w
 QUIET_S = 1.0               # bpftrace's map print is complete once it stops growing this long
 QUIET_MAX_S = 300
 MARKER_RETRY_S = 5
+BPFTRACE_SIGINT_RESEND_S = 5
 
 TRACERS = {
     "flow": nltrace("flow", "--json"),
@@ -132,7 +133,14 @@ class BenchTracer:
         return 0
 
     def stop(self):
-        status = self.tool.stop(signal.SIGINT if self.name == "bpftrace" else signal.SIGTERM, QUIET_MAX_S)
+        if self.name == "bpftrace":
+            # bpftrace 0.17 checks its SIGINT flag only when epoll_wait is
+            # interrupted or an event arrives: a SIGINT that lands between two
+            # epoll_waits is missed while no event comes (seen in CI: it waited
+            # for good). Another SIGINT while it waits ends it.
+            status = self.tool.stop(signal.SIGINT, QUIET_MAX_S, resend_s=BPFTRACE_SIGINT_RESEND_S)
+        else:
+            status = self.tool.stop(signal.SIGTERM, QUIET_MAX_S)
         if status != 0:
             raise SystemExit(f"bench: {self.name} exited {status}: {self.tool.stderr[-30:]}")
         self.summary = [line for line in self.tool.stderr if line.strip()][-1:]

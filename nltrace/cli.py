@@ -234,9 +234,12 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
 @click.option("--sysroot", type=click.Path(file_okay=False),
               help="Target libraries: Debian's libbpf-dev, libelf-dev, zlib1g-dev unpacked "
               "(tools/arm/fetch makes one for armv6; x86_64 uses this machine's).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="The target kernel's .config (default: the .config beside --vmlinux, else the config "
+              "embedded in it); a kernel without what the agent needs is refused.")
 @click.option("-o", "--output", required=True, type=click.Path(file_okay=False),
               help="Directory to write nltrace-agent into.")
-def build(target, vmlinux, btf, system_map, release, sysroot, output):
+def build(target, vmlinux, btf, system_map, release, sysroot, config_path, output):
     """Build a static nltrace-agent for another machine's kernel.
 
     Copy OUTPUT/nltrace-agent to the target and run it there; read what it
@@ -248,7 +251,8 @@ def build(target, vmlinux, btf, system_map, release, sysroot, output):
     if bool(vmlinux) == bool(btf) or bool(btf) != bool(system_map):
         raise NltraceError("give either --vmlinux, or --btf with --system-map")
     summary = build_agent(target, output, vmlinux=vmlinux, btf=btf, system_map=system_map,
-                          release=release, sysroot=sysroot, log=lambda m: click.echo(m, err=True))
+                          release=release, sysroot=sysroot, config_path=config_path,
+                          log=lambda m: click.echo(m, err=True))
     absent = sorted(n for n, s in summary["probes"].items() if not s)
     click.echo(f"{output}/nltrace-agent: {summary['agent_bytes']} bytes, {target}, kernel "
                f"{summary['kernel_release']}; absent from the kernel image: {', '.join(absent) or 'none'}")

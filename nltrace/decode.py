@@ -15,7 +15,10 @@ import struct
 
 import pyroute2.netlink as nl
 from pyroute2.netlink import ctrlmsg, genlmsg
+from pyroute2.netlink import rtnl
 from pyroute2.netlink.rtnl import RTM_VALUES
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 
 from nltrace import uapi
@@ -58,6 +61,24 @@ KIND_FLAGS = {
 _KIND = re.compile(r"_(NEW|DEL|GET|SET)")
 
 RTNL_CLASSES = MarshalRtnl.msg_map
+AF_MCTP = 45
+
+
+def _mctp(cls, addresses):
+    """cls with its address attributes read as MCTP endpoint ids (one byte;
+    pyroute2 reads them as IP addresses only)."""
+    nla_map = tuple((name, "uint8" if name in addresses else kind) for name, kind in cls.nla_map)
+    # pyroute2 compiles nla_map once per class into class attributes, which a
+    # subclass would inherit from its compiled parent: it gets its own flag.
+    return type(f"mctp_{cls.__name__}", (cls,), {"nla_map": nla_map, "_nlmsg_base__compiled_nla": False})
+
+
+# Address and route messages of family AF_MCTP (include/uapi/linux/mctp.h, net/mctp):
+# an address is the endpoint id (EID) of the interface, a route's RTA_DST the remote EID.
+MCTP_CLASSES = {t: _mctp(ifaddrmsg, {"IFA_ADDRESS", "IFA_LOCAL"}) for t in
+                (rtnl.RTM_NEWADDR, rtnl.RTM_DELADDR, rtnl.RTM_GETADDR)}
+MCTP_CLASSES.update({t: _mctp(rtmsg, {"RTA_DST", "RTA_GATEWAY"}) for t in
+                     (rtnl.RTM_NEWROUTE, rtnl.RTM_DELROUTE, rtnl.RTM_GETROUTE)})
 
 
 def protocol_name(protocol):
@@ -207,7 +228,8 @@ def _decode_without_seq(data, protocol, genl_family):
     elif proto != "NETLINK_GENERIC":
         out.update(type_names(protocol, msg_type))
         if proto == "NETLINK_ROUTE":
-            cls = RTNL_CLASSES.get(msg_type)
+            mctp = len(data) > NLMSG_HDRLEN and data[NLMSG_HDRLEN] == AF_MCTP   # the family byte
+            cls = (MCTP_CLASSES if mctp and msg_type in MCTP_CLASSES else RTNL_CLASSES).get(msg_type)
     out["flags"] = flag_names(flags, _kind(proto, msg_type, out["type_name"]))
     if cls is not None:
         fields, attrs = _decode_body(cls, data, captured)

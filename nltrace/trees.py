@@ -45,27 +45,23 @@ def nest(nodes):
     return root
 
 
-def mark_dump_starts(node):
-    """netlink_dump_start() returns -EINTR once the dump has begun: the
-    kernel's "no ack, the dump answers" marker, not a failure. A call that
-    returns it around a netlink_dump gets dump_started instead of an errno.
+def mark_signals(node):
+    """Two returns are the kernel's signals, not failures. netlink_dump_start()
+    returns -EINTR once the dump has begun ("no ack, the dump answers"): a
+    call that returns it around a netlink_dump gets dump_started instead of
+    an errno. netlink_broadcast returns -ESRCH when no socket listens on the
+    group, which its callers (rtnl_notify, ...) ignore: no_listener.
     Returns whether node's subtree holds a netlink_dump."""
     dumps = False
     for child in node["children"]:
-        dumps |= mark_dump_starts(child)
-    if dumps and node["ret"] == EINTR:
+        dumps |= mark_signals(child)
+    if node["func"] == "netlink_broadcast" and node["ret"] == ESRCH:
+        node.pop("errno", None)
+        node["no_listener"] = True
+    elif dumps and node["ret"] == EINTR:
         node.pop("errno", None)
         node["dump_started"] = True
     return dumps or node["func"] == "netlink_dump"
-
-
-def mark_unheard_broadcasts(root):
-    """netlink_broadcast returns -ESRCH when no socket listens on the group:
-    nobody heard it, which its callers (rtnl_notify, ...) take as no failure."""
-    for node in walk(root):
-        if node["func"] == "netlink_broadcast" and node["ret"] == ESRCH:
-            node.pop("errno", None)
-            node["no_listener"] = True
 
 
 def assemble(rec, symbolize):
@@ -93,8 +89,7 @@ def assemble(rec, symbolize):
         nodes.append((depth, node))
     root = nest(nodes)
     if root:
-        mark_dump_starts(root)
-        mark_unheard_broadcasts(root)
+        mark_signals(root)
 
     facts = records.socket_facts(rec)
     message = None if rec.flags & C.NLT_REC_SOCKET else decode_message(

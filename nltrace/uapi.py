@@ -171,10 +171,15 @@ def nfnl_messages(subsystem):
 
 def nfnl_type(name):
     """The nlmsg_type of an nfnetlink message name (NFT_MSG_NEWTABLE), or None."""
+    return _nfnl_types_by_name().get(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _nfnl_types_by_name():
     names = {n: t for t, n in nfnl_batch_types().items()}
     for subsys_id, subsys in nfnl_subsystems().items():
         names.update({n: subsys_id << 8 | m for m, n in nfnl_messages(subsys).items()})
-    return names.get(name)
+    return names
 
 
 @functools.lru_cache(maxsize=None)

@@ -10,7 +10,8 @@ The steps, each checked before the next:
    object in a libbpf skeleton (bpftool gen skeleton: flow.skel.h,
    latency.skel.h), which embeds it;
 5. generate agent_build.h and agent_build.c (probe table, function names,
-   release, addresses) and agent_config.h (nltrace/config.py's config
+   release, addresses), agent_names.c (the host's message, errno and
+   protocol names: names.py) and agent_config.h (nltrace/config.py's config
    words), and link the agent's C files (agent.h says which does what)
    statically against libbpf.
 The output directory holds one file to copy: nltrace-agent.
@@ -24,7 +25,9 @@ import tempfile
 from dataclasses import dataclass
 from importlib import resources
 
+from nltrace import kconfig
 from nltrace.agent import kernel_image
+from nltrace.agent.names import names_c
 from nltrace.bpf import BPF_DIR, PROGRAMS
 from nltrace.catalogue import CATALOGUE, ROOT_FUNCTIONS, TREE_FUNCTIONS, needed
 from nltrace.config import ADDRESSES, agent_config_c
@@ -116,7 +119,13 @@ def build_header(target_name, image, table):
         f"#define NLT_BUILD_ANCHOR_ADDR {image.symbols.get(ANCHOR_SYMBOL, 0):#x}ull",
         "/* the vmlinux's addresses of nlt_address_names (agent_config.h), in order */",
         f"#define NLT_BUILD_ADDRESSES {{ {addresses} }}",
-        f"#define NLT_NR_PROBES {len(table)}", ""])
+        f"#define NLT_NR_PROBES {len(table)}",
+        "/* nltrace/kconfig's fragment for this release: option, value, required (--check) */",
+        "#define NLT_KCONFIG_WANTED { " + ", ".join(
+            f"{{ {_c_string(o)}, {_c_string(v)}, {int(o in kconfig.REQUIRED)} }}"
+            for o, v in kconfig.wanted(image.release).items()) + " }",
+        "#define NLT_KCONFIG_FRAGMENTS " + _c_string(" and ".join(p.name for p in kconfig.fragments(image.release))),
+        ""])
 
 
 def build_tables(table):
@@ -172,14 +181,36 @@ def link_agent(target, sysroot, workdir, out):
                          f"and zlib1g-dev for {target.multiarch} (tools/arm/fetch makes one for armv6)")
     sources = sorted(str(p) for p in AGENT_DIR.iterdir() if p.name.endswith(".c"))
     _run([target.cc, "-Os", "-static", "-Wall", f"-I{AGENT_DIR}", f"-I{workdir}", f"-I{BPF_DIR}", *include,
-          *sources, os.path.join(workdir, "agent_build.c"), f"-L{libdir}", "-lbpf", "-lelf", "-lz",
+          *sources, os.path.join(workdir, "agent_build.c"), os.path.join(workdir, "agent_names.c"),
+          f"-L{libdir}", "-lbpf", "-lelf", "-lz",
           "-o", out],
          "linking nltrace-agent")
     _run([target.strip, out], "stripping nltrace-agent")
 
 
+def check_config(image, vmlinux, config_path, log):
+    """Refuse a kernel whose config lacks what the agent cannot run without
+    (nltrace.kconfig.REQUIRED), naming the options and the fragment that
+    sets them; say what the rest of the fragment would add."""
+    found = kconfig.read_config(vmlinux, config_path)
+    if found is None:
+        log("kernel config: not found (no --config, no .config beside the vmlinux, no CONFIG_IKCONFIG): "
+            "not checked; nltrace-agent --check on the target reads its /proc/config.gz")
+        return
+    config, source = found
+    differences = kconfig.differences(config, image.release)
+    fragments = " and ".join(str(p) for p in kconfig.fragments(image.release))
+    blocking = [f"{o}={have} (needs {want})" for o, want, have in differences if o in kconfig.REQUIRED]
+    if blocking:
+        raise BuildError(f"kernel {image.release} cannot run nltrace-agent: its config ({source}) has "
+                         f"{', '.join(blocking)}. Merge {fragments} into the kernel's config and rebuild "
+                         "the kernel (README: \"The BMC's kernel\").")
+    log(f"kernel config ({source}): the agent's required options are set" + "".join(
+        f"; {o}={have} (the fragment sets {want})" for o, want, have in differences))
+
+
 def build(target_name, outdir, vmlinux=None, btf=None, system_map=None, release=None, sysroot=None,
-          log=print):
+          config_path=None, log=print):
     """Build nltrace-agent into outdir; returns a summary dict (also written
     to outdir/build.json)."""
     target = TARGETS[target_name]
@@ -198,6 +229,7 @@ def build(target_name, outdir, vmlinux=None, btf=None, system_map=None, release=
     else:
         image = kernel_image.from_btf(btf, system_map, release)
     check_image(image, target_name)
+    check_config(image, vmlinux, config_path, log)
     table = probe_table(image)
     log(f"kernel {image.release}: " + ", ".join(
         f"{p.name}{'' if s else ' (absent)'}" for p, s in table))
@@ -216,6 +248,7 @@ def build(target_name, outdir, vmlinux=None, btf=None, system_map=None, release=
             gen_skeleton(obj, mode, os.path.join(work, f"{mode}.skel.h"))
         generated = {"agent_build.h": build_header(target_name, image, table),
                      "agent_build.c": build_tables(table),
+                     "agent_names.c": names_c(),
                      "agent_config.h": agent_config_c()}
         for name, text in generated.items():
             with open(os.path.join(work, name), "w") as f:

@@ -42,16 +42,23 @@ __u64 nlt_now_ns(void)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: nltrace-agent [-d SECONDS] [-o FILE] [-p PID] [-c COMM] [--no-recv] [--text]\n"
-		"       nltrace-agent --latency [-i SECONDS] [--rtnl] [-d SECONDS] [-o FILE] [-p PID] [-c COMM]\n"
+		"usage: nltrace-agent [-d SECONDS] [-o FILE] [FILTERS] [--no-recv] [--text]\n"
+		"       nltrace-agent --latency [-i SECONDS] [--rtnl] [-d SECONDS] [-o FILE] [FILTERS]\n"
+		"       nltrace-agent --check\n"
 		"Attach the netlink probes and write an nltrace stream to stdout (or -o FILE)\n"
 		"until Ctrl-C, SIGTERM or -d. Read it on a host with\n"
 		"  nltrace flow --input FILE|-     or     nltrace latency --input FILE|-\n"
 		"  --text         print an indented tree per message instead (flow only)\n"
+		"  --check        say whether this kernel can run the agent, and what to do\n"
+		"                 about each line that fails; exit status 1 if it cannot\n"
 		"  --latency      keep latency histograms in the kernel; write them every -i\n"
 		"                 seconds and at the end\n"
 		"  --rtnl         with --latency: also time the wait for the RTNL mutex\n"
+		"FILTERS:\n"
 		"  -p, -c         only this process id / command name\n"
+		"  --protocol P   only this protocol: ROUTE, GENERIC, NETLINK_USERSOCK, 2, ...\n"
+		"  --type T       only this message type: RTM_GETLINK, NFT_MSG_NEWTABLE, a\n"
+		"                 generic netlink FAMILY[/COMMAND] (nlctrl/CTRL_CMD_GETFAMILY), or a number\n"
 		"  --no-recv      do not start trees at netlink_recvmsg\n"
 		"  --force        run on a kernel release other than the one it was built for\n"
 		"                 (struct offsets may be wrong there)\n"
@@ -79,7 +86,9 @@ static void parse_args(struct nlt_agent_options *opt, int argc, char **argv)
 		{ "interval", required_argument, 0, 'i' }, { "text", no_argument, 0, 'T' },
 		{ "latency", no_argument, 0, 'L' }, { "rtnl", no_argument, 0, 'R' },
 		{ "no-recv", no_argument, 0, 'N' }, { "force", no_argument, 0, 'F' },
-		{ "ready-file", required_argument, 0, 'Y' }, { "help", no_argument, 0, 'h' }, { 0 }
+		{ "ready-file", required_argument, 0, 'Y' }, { "check", no_argument, 0, 'C' },
+		{ "protocol", required_argument, 0, 'P' }, { "type", required_argument, 0, 'M' },
+		{ "help", no_argument, 0, 'h' }, { 0 }
 	};
 	int c;
 	char *end;
@@ -101,6 +110,9 @@ static void parse_args(struct nlt_agent_options *opt, int argc, char **argv)
 		case 'N': opt->skip_recv = true; break;
 		case 'F': opt->force = true; break;
 		case 'Y': opt->ready_file = optarg; break;
+		case 'C': opt->check = true; break;
+		case 'P': opt->protocol_arg = optarg; break;
+		case 'M': opt->type_arg = optarg; break;
 		case 'v': opt->verbose = true; break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); exit(2);
@@ -112,6 +124,7 @@ static void parse_args(struct nlt_agent_options *opt, int argc, char **argv)
 		nlt_die("--text prints flow trees; read --latency streams with nltrace latency --input");
 	if ((opt->interval || opt->rtnl) && !opt->latency)
 		nlt_die("-i and --rtnl go with --latency");
+	nlt_resolve_filters(opt);
 }
 
 /* The handshake for whoever started the agent and waits for it (pwru's
@@ -147,8 +160,10 @@ int main(int argc, char **argv)
 	__u64 deadline, next_report;
 	int err;
 
-	a->opt.protocol = a->opt.msg_type = a->opt.cmd = -1;   /* no options for these yet: any */
+	a->opt.protocol = a->opt.msg_type = a->opt.cmd = -1;   /* any, unless --protocol or --type */
 	parse_args(&a->opt, argc, argv);
+	if (a->opt.check)
+		return nlt_check();
 	uname(&u);
 	if (strcmp(u.release, NLT_BUILD_RELEASE) && !a->opt.force)
 		nlt_die("built for kernel %s, but this is %s: struct offsets come from the kernel's own "

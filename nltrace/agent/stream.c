@@ -87,6 +87,8 @@ int nlt_on_record(void *ctx, void *data, size_t size)
 	struct nlt_agent *a = ctx;
 	const struct nlt_record *rec = data;
 
+	if (!nlt_record_matches(&a->opt, rec))
+		return 0;
 	if (a->opt.text) {
 		nlt_print_tree(a, rec);
 		return 0;

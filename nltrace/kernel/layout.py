@@ -79,15 +79,22 @@ def read_layout(image=BTF_VMLINUX, members=None):
     if not shutil.which("pahole"):
         raise LayoutError("pahole is not installed (apt-get install dwarves)")
     structs = sorted({tag for tag, _ in members})
-    proc = subprocess.run(["pahole", "-C", ",".join(structs), image],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise LayoutError(f"pahole could not read {image}: {proc.stderr.strip()}")
-    found = parse_pahole(proc.stdout)
+    found = _pahole(image, structs)
+    # pahole 1.24 asked for several structs stops early on some DWARF vmlinux
+    # (an ARM 5.10 build: after struct net): ask again for each one missing.
+    for tag in sorted({t for t, m in members if (t, m) not in found}):
+        found.update(_pahole(image, [tag]))
     missing = sorted(f"{t}.{m or 'size'}" for t, m in members if (t, m) not in found)
     if missing:
         raise LayoutError(f"{image} has no member {', '.join(missing)}")
     return {key: found[key] for key in members}
+
+
+def _pahole(image, structs):
+    proc = subprocess.run(["pahole", "-C", ",".join(structs), image], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise LayoutError(f"pahole could not read {image}: {proc.stderr.strip()}")
+    return parse_pahole(proc.stdout)
 
 
 def layout_cflags(layout):

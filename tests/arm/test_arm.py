@@ -34,9 +34,7 @@ BOOT_TIMEOUT_S = 900
 # the workload, a latency stream of 7 RTM_GETLINK, the --text trees of 2
 # CTRL_CMD_GETFAMILY, and the agent's peak memory.
 BOARD_SCRIPT = r"""
-# attached FILE PID: wait until the agent has written its ready file (once
-# every probe is attached) while it still runs
-attached() { i=0; while [ ! -e "$1" ]; do kill -0 "$2" 2>/dev/null || return 1; sleep 0.2; i=$((i+1)); [ $i -lt 1500 ] || return 1; done; }
+. ./board.sh
 for jit in 1 0; do
     echo $jit > /proc/sys/net/core/bpf_jit_enable
     ./nltrace-agent --ready-file /out/ready-flow-jit$jit -o /out/flow-jit$jit.nltrace 2> /out/flow-jit$jit.err & agent=$!

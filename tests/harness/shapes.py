@@ -101,12 +101,15 @@ def nlload_sends(trees):
 
 def check_agent_text(lines):
     """nltrace-agent --text of `nlload genl --count 2`: 2 sends and their 2
-    reads, each request naming nlctrl's command and handler, and nlload's
-    socket created, bound and closed (one tree each)."""
+    reads, each named as nltrace flow names it (family/command, flags) and
+    each request with its handler, and nlload's socket created, bound and
+    closed (one tree each)."""
     heads = [line for line in lines if not line.startswith((" ", "nltrace-agent:"))]   # one per tree
     messages = [h for h in heads if " socket" not in h]
-    requests = [h for h in messages if "nlctrl cmd 3 handler ctrl_getfamily" in h]
+    requests = [h for h in messages if " NETLINK_GENERIC nlctrl/CTRL_CMD_GETFAMILY [REQUEST" in h
+                and h.endswith(" -> ctrl_getfamily")]
     assert len(messages) == 4 and len(requests) == 2, lines
+    assert all(" NETLINK_GENERIC nlctrl/CTRL_CMD_" in h for h in messages), lines
     assert sum(1 for line in lines if line.startswith("  netlink_sendmsg ")) == 2, lines
     roots = [line.split()[0] for line in lines if line.startswith("  netlink_") and not line.startswith("   ")]
     assert [r for r in roots if r in ("netlink_create", "netlink_bind", "netlink_release")] == \

@@ -185,15 +185,21 @@ class Tracer:
         done = subprocess.run(argv, check=False, capture_output=True, text=True)
         return done, self.since(mark)
 
-    def stop(self, sig=signal.SIGTERM, timeout=TREE_WAIT_S):
+    def stop(self, sig=signal.SIGTERM, timeout=TREE_WAIT_S, resend_s=None):
         """Signal the tool to end and wait for it and for every line it wrote;
-        its exit status. If it does not end, SIGABRT makes faulthandler print
-        where every thread of it is stuck, and this raises AssertionError."""
-        self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self._abort(f"{' '.join(self.argv)} did not end after {signal.Signals(sig).name}")
+        its exit status. resend_s: signal it again this often while it runs,
+        for a tool that can miss one. If it does not end, SIGABRT makes
+        faulthandler print where every thread of it is stuck, and this raises
+        AssertionError."""
+        end = time.monotonic() + timeout
+        while True:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=min(resend_s or timeout, max(end - time.monotonic(), 0)))
+                break
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= end:
+                    self._abort(f"{' '.join(self.argv)} did not end after {signal.Signals(sig).name}")
         for reader in self._readers:   # every line it wrote, up to the summary, is read
             reader.join(timeout)
         shutil.rmtree(self._dir, ignore_errors=True)
@@ -201,12 +207,30 @@ class Tracer:
 
     def _abort(self, why):
         if self.proc.poll() is None:
+            why += "; " + self._kernel_side()
             self.proc.send_signal(signal.SIGABRT)
             self.proc.wait()
             with self.cond:
                 self.cond.wait_for(lambda: False, 2)   # the stderr reader's last lines
         shutil.rmtree(self._dir, ignore_errors=True)
         raise AssertionError(f"{why}; stderr: {self.stderr[-60:]}")
+
+    def _kernel_side(self):
+        """Where each thread of a stuck tool waits in the kernel, with its
+        signal masks, and the kernel log's tail: a tool stuck in a system
+        call shows nothing in its own traceback."""
+        lines = []
+        task_dir = f"/proc/{self.proc.pid}/task"
+        for tid in sorted(os.listdir(task_dir)):
+            try:
+                with open(f"{task_dir}/{tid}/status") as status, open(f"{task_dir}/{tid}/stack") as stack:
+                    fields = dict(line.split(":\t", 1) for line in status.read().splitlines() if ":\t" in line)
+                    masks = " ".join(f"{k}={fields[k]}" for k in ("SigPnd", "SigBlk", "SigIgn", "SigCgt"))
+                    lines.append(f"thread {tid} ({fields['Name']}, {masks}): " + " < ".join(stack.read().split()[1::2]))
+            except OSError as error:
+                lines.append(f"thread {tid}: {error}")
+        log = subprocess.run(["dmesg"], capture_output=True, text=True).stdout.splitlines()
+        return "kernel side: " + " | ".join(lines) + "; dmesg tail: " + " | ".join(log[-20:])
 
 
 def render(command, path, *args):

@@ -5,7 +5,7 @@ import struct
 from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, ctrlmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from nltrace.decode import decode_message, errno_name, flag_names, protocol_name
+from nltrace.decode import AF_MCTP, decode_message, errno_name, flag_names, protocol_name
 
 
 def encoded(msg, msg_type, flags, seq):
@@ -120,3 +120,24 @@ def test_uevent_shows_its_first_line():
     out = decode_message(b"add@/devices/virtual/net/dummy0\0ACTION=add\0DEVPATH=/devices/virt", protocol=15)
     assert (out["type_name"], out["uevent"]) == ("uevent", "add@/devices/virtual/net/dummy0")
     assert decode_message(b"libudev\0\xfe\xed\xca\xfe", protocol=15)["uevent"] == "libudev"
+
+
+def test_mctp_addresses_and_routes_are_endpoint_ids():
+    """AF_MCTP messages as tests/clients/bmcnl.c sends them: the address and
+    the route's destination are one-byte endpoint ids, not IP addresses,
+    also after an AF_INET message of the same type was decoded."""
+    ifa = struct.pack("=BBBBI", 2, 24, 0, 0, 1) + struct.pack("=HH4B", 8, 2, 10, 9, 8, 7)
+    assert decode_message(struct.pack("=IHHII", 16 + len(ifa), 20, 0x605, 1, 0) + ifa, 0)["attrs"] == \
+        {"IFA_LOCAL": "10.9.8.7"}
+    ifa = struct.pack("=BBBBI", AF_MCTP, 0, 0, 0, 1) + struct.pack("=HHB3x", 5, 2, 8)       # IFA_LOCAL 8
+    msg = decode_message(struct.pack("=IHHII", 16 + len(ifa), 20, 0x605, 2, 0) + ifa, 0)
+    assert msg["type_name"] == "RTM_NEWADDR" and msg["fields"]["family"] == AF_MCTP
+    assert msg["attrs"] == {"IFA_LOCAL": 8}
+    rtm = (struct.pack("=BBBBBBBBI", AF_MCTP, 0, 0, 0, 253, 4, 253, 1, 0)
+           + struct.pack("=HHB3x", 5, 1, 9) + struct.pack("=HHI", 8, 4, 1))                  # RTA_DST 9, RTA_OIF 1
+    msg = decode_message(struct.pack("=IHHII", 16 + len(rtm), 24, 0x605, 3, 0) + rtm, 0)
+    assert msg["attrs"] == {"RTA_DST": 9, "RTA_OIF": 1}
+    # the same types of another family stay IP addresses
+    ifa = struct.pack("=BBBBI", 2, 24, 0, 0, 1) + struct.pack("=HH4B", 8, 2, 10, 9, 8, 7)
+    assert decode_message(struct.pack("=IHHII", 16 + len(ifa), 20, 0x605, 2, 0) + ifa, 0)["attrs"] == \
+        {"IFA_LOCAL": "10.9.8.7"}

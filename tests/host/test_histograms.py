@@ -33,7 +33,8 @@ def test_percentiles_fall_in_the_true_bucket(seed, spread):
     elif spread == "uniform":
         values = [rng.randrange(1, 1_000_000) for _ in range(10000)]
     else:
-        values = [rng.randrange(900, 1100) for _ in range(9000)] + [rng.randrange(10**6, 2 * 10**6) for _ in range(1000)]
+        values = ([rng.randrange(900, 1100) for _ in range(9000)]
+                  + [rng.randrange(10**6, 2 * 10**6) for _ in range(1000)])
     h = histogram_of(values)
     ordered = sorted(values)
     assert h.count == len(values)

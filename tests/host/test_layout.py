@@ -46,7 +46,8 @@ def test_parse_pahole_members():
 
 
 def test_members_used_are_found_in_the_source():
-    src = "NLT_READ(len, skb, sk_buff, len);\nx = NLT_ADDR(skb, sk_buff, data);\nNLT_READ(t->a.b, f, genl_family, name);"
+    src = ("NLT_READ(len, skb, sk_buff, len);\nx = NLT_ADDR(skb, sk_buff, data);\n"
+           "NLT_READ(t->a.b, f, genl_family, name);")
     assert members_used(src) == {("sk_buff", "len"), ("sk_buff", "data"), ("genl_family", "name")}
     assert ("sock", "sk_protocol") in members_used()
     assert ("genl_small_ops", None) in members_used()    # NLT_SIZEOF(genl_small_ops)

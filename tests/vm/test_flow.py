@@ -377,11 +377,21 @@ def test_socket_lifecycle(tracer):
 
 
 
+def netlink_sockets(netns=None):
+    """The rows of /proc/net/netlink (of netns, else this namespace's), each
+    as {column: int}: Eth is the protocol, Pid the portid, Groups (hex) the
+    first 32 groups."""
+    argv = ["cat", "/proc/net/netlink"]
+    out = subprocess.run(["ip", "netns", "exec", netns, *argv] if netns else argv,
+                         check=True, capture_output=True, text=True).stdout.splitlines()
+    columns = out[0].split()[1:]
+    return [{column: int(value, 16 if column == "Groups" else 10) for column, value in zip(columns, line.split()[1:])}
+            for line in out[1:]]
+
+
 def netlink_drops(portid):
-    """The kernel's count of messages dropped for a NETLINK_ROUTE socket (/proc/net/netlink)."""
-    with open("/proc/net/netlink") as f:
-        rows = [line.split() for line in f.readlines()[1:]]
-    (drops,) = [int(row[8]) for row in rows if int(row[1]) == 0 and int(row[2]) == portid]
+    """The kernel's count of messages dropped for a NETLINK_ROUTE socket."""
+    (drops,) = [row["Drops"] for row in netlink_sockets() if row["Eth"] == 0 and row["Pid"] == portid]
     return drops
 
 
@@ -441,12 +451,9 @@ def test_broadcast_fan_out_and_links(tracer):
 
 
 def kernel_sockets(netns):
-    """The protocols of the kernel's sockets in netns, from its /proc/net/netlink
-    (kernel sockets have portid 0; a fresh namespace has no user socket)."""
-    out = subprocess.run(["ip", "netns", "exec", netns, "cat", "/proc/net/netlink"],
-                         check=True, capture_output=True, text=True).stdout.splitlines()
-    rows = [line.split() for line in out[1:]]
-    return sorted(int(row[1]) for row in rows if int(row[2]) == 0)
+    """The protocols of the kernel's sockets in netns (kernel sockets have
+    portid 0; a fresh namespace has no user socket)."""
+    return sorted(row["Eth"] for row in netlink_sockets(netns) if row["Pid"] == 0)
 
 
 def test_kernel_sockets_of_a_namespace(tracer):

@@ -1,0 +1,144 @@
+/* --protocol and --type, as nltrace flow and latency take them: a number,
+ * a name nltrace decodes (RTM_GETLINK, NFT_MSG_NEWTABLE, ...), or a generic
+ * netlink FAMILY[/COMMAND]. Flow trees are filtered here, as the host's
+ * Filters do; latency's filters go to the kernel (config words), which
+ * compares a genl family's id, asked of the kernel's nlctrl. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <linux/genetlink.h>
+#include <linux/netlink.h>
+
+#include "agent.h"
+
+static int number(const char *s)
+{
+	char *end;
+	long v;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	v = strtol(s, &end, 10);
+	return *end || v > 0xffff ? -1 : (int)v;
+}
+
+static int protocol_value(const char *arg)
+{
+	char name[64];
+
+	if (number(arg) >= 0)
+		return number(arg);
+	snprintf(name, sizeof(name), "%s%s", strncasecmp(arg, "NETLINK_", 8) ? "NETLINK_" : "", arg);
+	for (int i = 0; i < nlt_nr_protocol_names; i++)
+		if (!strcasecmp(nlt_protocol_names[i].name, name))
+			return nlt_protocol_names[i].value;
+	nlt_die("unknown protocol '%s'", arg);
+}
+
+/* The id the running kernel gave a generic netlink family (CTRL_CMD_GETFAMILY). */
+static int genl_family_id(const char *family)
+{
+	struct {
+		struct nlmsghdr n;
+		struct genlmsghdr g;
+		char buf[256];
+	} req = { .n.nlmsg_type = GENL_ID_CTRL, .n.nlmsg_flags = NLM_F_REQUEST, .g.cmd = CTRL_CMD_GETFAMILY, .g.version = 1 };
+	struct nlattr *attr = (struct nlattr *)req.buf;
+	char reply[4096];
+	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC), len, id = -1;
+
+	if (fd < 0)
+		nlt_die("cannot open a generic netlink socket: %s", strerror(errno));
+	attr->nla_type = CTRL_ATTR_FAMILY_NAME;
+	attr->nla_len = NLA_HDRLEN + strlen(family) + 1;
+	memcpy((char *)attr + NLA_HDRLEN, family, strlen(family) + 1);
+	req.n.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN) + NLA_ALIGN(attr->nla_len);
+	if (send(fd, &req, req.n.nlmsg_len, 0) < 0 || (len = recv(fd, reply, sizeof(reply), 0)) < 0)
+		nlt_die("asking nlctrl for the family %s: %s", family, strerror(errno));
+	close(fd);
+	struct nlmsghdr *n = (struct nlmsghdr *)reply;
+	if (!NLMSG_OK(n, (unsigned)len) || n->nlmsg_type == NLMSG_ERROR)
+		nlt_die("unknown generic netlink family '%s' (not registered on this kernel)", family);
+	len = n->nlmsg_len - NLMSG_LENGTH(GENL_HDRLEN);
+	for (attr = (struct nlattr *)((char *)NLMSG_DATA(n) + GENL_HDRLEN); len >= NLA_HDRLEN && attr->nla_len >= NLA_HDRLEN;
+	     len -= NLA_ALIGN(attr->nla_len), attr = (struct nlattr *)((char *)attr + NLA_ALIGN(attr->nla_len)))
+		if (attr->nla_type == CTRL_ATTR_FAMILY_ID)
+			memcpy(&id, (char *)attr + NLA_HDRLEN, 2), id &= 0xffff;
+	if (id < 0)
+		nlt_die("nlctrl's answer for %s has no family id", family);
+	return id;
+}
+
+void nlt_resolve_filters(struct nlt_agent_options *o)
+{
+	const char *slash;
+
+	if (o->protocol_arg)
+		o->protocol = protocol_value(o->protocol_arg);
+	if (!o->type_arg)
+		return;
+	if (number(o->type_arg) >= 0) {
+		o->msg_type = number(o->type_arg);
+		return;
+	}
+	for (int i = 0; i < nlt_nr_type_names; i++) {
+		if (!strcasecmp(nlt_type_names[i].name, o->type_arg)) {
+			o->protocol = nlt_type_names[i].protocol;
+			o->msg_type = nlt_type_names[i].type;
+			return;
+		}
+	}
+	/* FAMILY[/COMMAND] */
+	slash = strchr(o->type_arg, '/');
+	snprintf(o->genl_family, sizeof(o->genl_family), "%.*s",
+		 (int)(slash ? slash - o->type_arg : (long)strlen(o->type_arg)), o->type_arg);
+	o->protocol = NETLINK_GENERIC;
+	if (slash) {
+		o->cmd = number(slash + 1);
+		for (int i = 0; o->cmd < 0 && i < nlt_nr_genl_names; i++)
+			if (!strcmp(nlt_genl_names[i].family, o->genl_family) && !strcasecmp(nlt_genl_names[i].name, slash + 1))
+				o->cmd = nlt_genl_names[i].cmd;
+		if (o->cmd < 0)
+			nlt_die("unknown command '%s' of %s: give its number", slash + 1, o->genl_family);
+	}
+	if (o->latency)
+		o->msg_type = genl_family_id(o->genl_family);
+}
+
+/* The generic netlink family of a record's message, as the host's decoding
+ * names it: the one its dispatch captured, or nlctrl's fixed id. */
+const char *nlt_genl_family(const struct nlt_record *rec)
+{
+	__u16 type;
+
+	if (rec->protocol != NETLINK_GENERIC || rec->flags & NLT_REC_SOCKET || rec->msg_len < 16)
+		return NULL;
+	if (rec->genl_family[0])
+		return rec->genl_family;
+	memcpy(&type, rec->msg + 4, 2);
+	return type == GENL_ID_CTRL ? "nlctrl" : NULL;
+}
+
+/* Whether a flow record passes --protocol and --type. */
+bool nlt_record_matches(const struct nlt_agent_options *o, const struct nlt_record *rec)
+{
+	__u16 type;
+
+	if (o->protocol >= 0 && rec->protocol != o->protocol)
+		return false;
+	if (o->msg_type < 0 && !o->genl_family[0])
+		return true;
+	if (rec->flags & NLT_REC_SOCKET || rec->msg_len < 16)
+		return false;   /* no message: no type */
+	memcpy(&type, rec->msg + 4, 2);
+	if (o->genl_family[0]) {
+		const char *family = nlt_genl_family(rec);
+
+		return family && !strcmp(family, o->genl_family) && (o->cmd < 0 || (rec->msg_len > 16 && rec->msg[16] == o->cmd));
+	}
+	return type == o->msg_type;
+}
