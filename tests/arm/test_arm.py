@@ -2,125 +2,32 @@
 against Debian's armel rpi kernel (its -dbg vmlinux, no BTF), then ONE boot
 of that kernel under qemu-system-arm -M raspi1ap (tools/arm/boot) that runs
 the agent with the BPF JIT on and then off, each time with
-tests/clients/workload.sh. The streams come back over the serial console
-and are read here with `nltrace flow/latency --input`, the way a user reads
-them from a BMC.
+tests/clients/workload.sh (tests/harness/board.py: the script and the
+checks, shared with tests/board). The streams come back over the serial
+console and are read here with `nltrace flow/latency --input`, the way a
+user reads them from a BMC.
 
 The trees are compared with the x86 agent's for the same workload, which
 tests/vm/test_agent.py leaves in $NLTRACE_VM_OUT/agent-x86/reference.json
 (make test runs test-vm before test-arm).
 """
 
-import json
 import os
-import shutil
-import subprocess
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-from harness.shapes import NLLOAD_SENDS, check_agent_text, nlload_sends, summaries  # noqa: E402
-from harness.tracer import render  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from harness.board import (AGENT_RUNS, ARM_CACHE, build_and_boot, test_agent_size,  # noqa: E402,F401
+                           test_flow_programs_run_jit_compiled, test_latency_counts_exactly,
+                           test_text_mode_and_jit_setting, test_trees_match_x86)
 
-CACHE = os.path.join(os.environ.get("NLTRACE_CACHE", os.path.join(ROOT, ".cache")), "arm")
-REFERENCE = os.path.join(os.environ.get("NLTRACE_VM_OUT", os.path.join(ROOT, ".cache", "vm-out")),
-                         "agent-x86", "reference.json")
-MAX_AGENT_BYTES = 1_500_000
-BOOT_TIMEOUT_S = 900
-
-# Runs on the board, in /nltrace. For each JIT setting: the flow stream of
-# the workload, a latency stream of 7 RTM_GETLINK, the --text trees of 2
-# CTRL_CMD_GETFAMILY, and the agent's peak memory.
-BOARD_SCRIPT = r"""
-. ./board.sh
-for jit in 1 0; do
-    echo $jit > /proc/sys/net/core/bpf_jit_enable
-    ./nltrace-agent --ready-file /out/ready-flow-jit$jit -o /out/flow-jit$jit.nltrace 2> /out/flow-jit$jit.err & agent=$!
-    attached /out/ready-flow-jit$jit $agent || exit 1
-    sh ./workload.sh /nltrace || exit 1
-    grep VmHWM /proc/$agent/status > /out/memory-jit$jit
-    kill -INT $agent; wait $agent || exit 1
-    ./nltrace-agent --ready-file /out/ready-latency-jit$jit --latency -c nlload -o /out/latency-jit$jit.nltrace 2> /out/latency-jit$jit.err & agent=$!
-    attached /out/ready-latency-jit$jit $agent || exit 1
-    ./nlload get --count 7 > /dev/null
-    kill -INT $agent; wait $agent || exit 1
-    ./nltrace-agent --ready-file /out/ready-text-jit$jit --text -c nlload > /out/text-jit$jit.txt 2> /out/text-jit$jit.err & agent=$!
-    attached /out/ready-text-jit$jit $agent || exit 1
-    ./nlload genl --count 2 > /dev/null
-    kill -INT $agent; wait $agent || exit 1
-    cat /proc/sys/net/core/bpf_jit_enable > /out/jit-after-jit$jit
-done
-"""
+VMLINUX = os.path.join(ARM_CACHE, "kernel", "vmlinux")
 
 
 @pytest.fixture(scope="module")
 def board(tmp_path_factory):
     """Build, boot once, and return the directory the board's files came back to."""
-    if not os.path.exists(os.path.join(CACHE, "kernel", "vmlinux")):
-        pytest.fail(f"no ARM kernel in {CACHE}: run tools/arm/fetch (make test-arm does)")
-    payload = tmp_path_factory.mktemp("payload")
-    build = subprocess.run([sys.executable, "-m", "nltrace", "build", "--target", "armv6",
-                            "--vmlinux", os.path.join(CACHE, "kernel", "vmlinux"),
-                            "--sysroot", os.path.join(CACHE, "sysroot"), "-o", str(payload)],
-                           capture_output=True, text=True)
-    assert build.returncode == 0, build.stderr
-    cc = subprocess.run(["arm-linux-gnueabi-gcc", "-O2", "-static", "-o", str(payload / "nlload"),
-                         os.path.join(ROOT, "bench", "nlload.c")], capture_output=True, text=True)
-    assert cc.returncode == 0, cc.stderr
-    shutil.copy(os.path.join(ROOT, "tests", "clients", "workload.sh"), payload)
-    script = tmp_path_factory.mktemp("script") / "run.sh"
-    script.write_text(BOARD_SCRIPT)
-    out = tmp_path_factory.mktemp("board")
-    boot = subprocess.run([os.path.join(ROOT, "tools", "arm", "boot"), "--jit", "on",
-                           "--timeout", str(BOOT_TIMEOUT_S), "--payload", str(payload),
-                           "--out", str(out), str(script)], capture_output=True, text=True)
-    assert boot.returncode == 0, boot.stdout[-4000:] + boot.stderr[-2000:]
-    shutil.copy(payload / "nltrace-agent", out)
-    return out
-
-
-def test_agent_size(board):
-    size = os.path.getsize(board / "nltrace-agent")
-    print(f"stripped nltrace-agent for armv6: {size} bytes")
-    assert size < MAX_AGENT_BYTES
-
-
-@pytest.mark.parametrize("jit", [1, 0])
-def test_trees_match_x86(board, jit):
-    trees, summary_line = render("flow", board / f"flow-jit{jit}.nltrace")
-    assert ", 0 lost," in summary_line and ", 0 incomplete" in summary_line, summary_line
-    sends = nlload_sends(trees)
-    assert len(sends) == NLLOAD_SENDS, [t["message"] for t in sends]
-    assert [t["message"]["cmd_name"] for t in sends[:3]] == ["CTRL_CMD_GETFAMILY"] * 3
-    assert {t["handler"] for t in sends[:3]} == {"ctrl_getfamily"}
-    assert [t["error"]["name"] for t in sends[3:5]] == ["ENODEV", "ENODEV"]
-    assert sends[5]["handler"] == "rtnl_dump_ifinfo"
-    print((board / f"memory-jit{jit}").read_text().strip())
-    if not os.path.exists(REFERENCE):
-        pytest.fail(f"no x86 reference trees at {REFERENCE}: run make test-vm first")
-    with open(REFERENCE) as f:
-        x86 = json.load(f)
-    assert summaries(trees, x86) == summaries(x86, trees)
-
-
-@pytest.mark.parametrize("jit", [1, 0])
-def test_latency_counts_exactly(board, jit):
-    reports, _ = render("latency", board / f"latency-jit{jit}.nltrace", "--by", "message")
-    assert {h["key"]: h["count"] for h in reports[-1]["histograms"]} == {"RTM_GETLINK": 7}
-
-
-@pytest.mark.parametrize("jit", [1, 0])
-def test_text_mode_and_jit_setting(board, jit):
-    lines = (board / f"text-jit{jit}.txt").read_text().splitlines()
-    check_agent_text(lines)
-    # the agent left the JIT as it found it
-    assert (board / f"jit-after-jit{jit}").read_text().strip() == str(jit)
-
-
-def test_flow_programs_run_jit_compiled(board):
-    """With the JIT on, the flow programs load as they are (all fit the ARMv6
-    JIT); only the longer latency programs go to the interpreter."""
-    assert "interpreter" not in (board / "flow-jit1.err").read_text()
-    print((board / "latency-jit1.err").read_text())
+    if not os.path.exists(VMLINUX):
+        pytest.fail(f"no ARM kernel in {ARM_CACHE}: run tools/arm/fetch (make test-arm does)")
+    return build_and_boot(tmp_path_factory, VMLINUX, AGENT_RUNS)

@@ -18,23 +18,18 @@ until its line goes.
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-from harness.shapes import NLLOAD_SENDS, check_agent_text, nlload_sends, summaries  # noqa: E402
-from harness.tracer import render  # noqa: E402
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from harness.board import (AGENT_RUNS, build_and_boot, nltrace_build, test_agent_size,  # noqa: E402,F401
+                           test_flow_programs_run_jit_compiled, test_latency_counts_exactly,
+                           test_text_mode_and_jit_setting, test_trees_match_x86)
+from harness.tracer import ROOT, render  # noqa: E402
 from nltrace.decode import AF_MCTP  # noqa: E402
 
-CACHE = os.path.join(os.environ.get("NLTRACE_CACHE", os.path.join(ROOT, ".cache")), "arm")
-REFERENCE = os.path.join(os.environ.get("NLTRACE_VM_OUT", os.path.join(ROOT, ".cache", "vm-out")),
-                         "agent-x86", "reference.json")
-MAX_AGENT_BYTES = 1_500_000
-BOOT_TIMEOUT_S = 900
 KERNELS = ("6.12", "5.10")
 # (test, kernel) -> why it fails there today
 KNOWN_GAPS = {
@@ -50,35 +45,14 @@ KNOWN_GAPS = {
         "netlink_broadcast_filtered, so their copies are linked as unicast, not as broadcast deliveries",
 }
 
-# Runs on the board, in /nltrace. --check's table and status; then for each
-# JIT setting: the flow stream of the workload, a latency stream filtered to
-# RTM_GETLINK (7 of them among 3 CTRL_CMD_GETFAMILY), the --text trees of 2
-# CTRL_CMD_GETFAMILY, and the agent's peak memory.
-BOARD_SCRIPT = r"""
-. ./board.sh
-uname -r > /out/release
-./nltrace-agent --check > /out/check.txt 2>&1; echo $? > /out/check-status
-for jit in 1 0; do
-    echo $jit > /proc/sys/net/core/bpf_jit_enable
-    ./nltrace-agent --ready-file /out/ready-flow-jit$jit -o /out/flow-jit$jit.nltrace 2> /out/flow-jit$jit.err & agent=$!
-    attached /out/ready-flow-jit$jit $agent || exit 1
-    sh ./workload.sh /nltrace || exit 1
-    grep VmHWM /proc/$agent/status > /out/memory-jit$jit
-    kill -INT $agent; wait $agent || exit 1
-    ./nltrace-agent --ready-file /out/ready-latency-jit$jit --latency -c nlload --type RTM_GETLINK -o /out/latency-jit$jit.nltrace 2> /out/latency-jit$jit.err & agent=$!
-    attached /out/ready-latency-jit$jit $agent || exit 1
-    ./nlload get --count 7 > /dev/null
-    ./nlload genl --count 3 > /dev/null
-    kill -INT $agent; wait $agent || exit 1
-    ./nltrace-agent --ready-file /out/ready-text-jit$jit --text -c nlload > /out/text-jit$jit.txt 2> /out/text-jit$jit.err & agent=$!
-    attached /out/ready-text-jit$jit $agent || exit 1
-    ./nlload genl --count 2 > /dev/null
-    kill -INT $agent; wait $agent || exit 1
-    cat /proc/sys/net/core/bpf_jit_enable > /out/jit-after-jit$jit
-done
-# The BMC's own netlink users (tests/clients/bmcnl.c), JIT on: networkd's
+# Runs on the board, in /nltrace: --check's table and status, AGENT_RUNS,
+# then the BMC's own netlink users (tests/clients/bmcnl.c), JIT on: networkd's
 # dumps and the notifications of an address added and deleted, an NC-SI
 # request, MCTP's link, address and route.
+BOARD_SCRIPT = r"""
+uname -r > /out/release
+./nltrace-agent --check > /out/check.txt 2>&1; echo $? > /out/check-status
+""" + AGENT_RUNS + r"""
 echo 1 > /proc/sys/net/core/bpf_jit_enable
 ./nltrace-agent --ready-file /out/ready-bmc -o /out/bmc.nltrace 2> /out/bmc.err & agent=$!
 attached /out/ready-bmc $agent || exit 1
@@ -100,13 +74,6 @@ def board_kernel(version):
     return done.stdout.strip().splitlines()[-1]
 
 
-def nltrace_build(kernel, out, *extra):
-    return subprocess.run([sys.executable, "-m", "nltrace", "build", "--target", "armv6",
-                           "--vmlinux", os.path.join(kernel, "vmlinux"),
-                           "--sysroot", os.path.join(CACHE, "sysroot"), "-o", str(out), *extra],
-                          capture_output=True, text=True)
-
-
 @pytest.fixture(autouse=True)
 def known_gap(request):
     """Marks this test as an expected failure where KNOWN_GAPS says so."""
@@ -120,23 +87,9 @@ def known_gap(request):
 def board(request, tmp_path_factory):
     """Build for one kernel, boot it once, and return the directory the board's files came back to."""
     kernel = board_kernel(request.param)
-    payload = tmp_path_factory.mktemp("payload")
-    build = nltrace_build(kernel, payload)
-    assert build.returncode == 0, build.stderr
-    assert "the agent's required options are set" in build.stderr, build.stderr
-    for client in (os.path.join(ROOT, "bench", "nlload.c"), os.path.join(ROOT, "tests", "clients", "bmcnl.c")):
-        cc = subprocess.run(["arm-linux-gnueabi-gcc", "-O2", "-Wall", "-static", "-o",
-                             str(payload / os.path.basename(client)[:-2]), client], capture_output=True, text=True)
-        assert cc.returncode == 0, cc.stderr
-    shutil.copy(os.path.join(ROOT, "tests", "clients", "workload.sh"), payload)
-    script = tmp_path_factory.mktemp("script") / "run.sh"
-    script.write_text(BOARD_SCRIPT)
-    out = tmp_path_factory.mktemp("board")
-    boot = subprocess.run([os.path.join(ROOT, "tools", "arm", "boot"), "--kernel", kernel, "--jit", "on",
-                           "--timeout", str(BOOT_TIMEOUT_S), "--payload", str(payload),
-                           "--out", str(out), str(script)], capture_output=True, text=True)
-    assert boot.returncode == 0, boot.stdout[-4000:] + boot.stderr[-2000:]
-    shutil.copy(payload / "nltrace-agent", out)
+    out = build_and_boot(tmp_path_factory, os.path.join(kernel, "vmlinux"), BOARD_SCRIPT,
+                         clients=("bench/nlload.c", "tests/clients/bmcnl.c"), boot_args=("--kernel", kernel))
+    assert "the agent's required options are set" in (out / "build.log").read_text()
     return out
 
 
@@ -145,7 +98,7 @@ def test_build_refuses_the_stock_config(version, tmp_path):
     """The kernel's own aspeed_g5_defconfig, without nltrace's fragment: nltrace
     build refuses it, naming what is missing and the fragment."""
     kernel = board_kernel(version)
-    done = nltrace_build(kernel, tmp_path, "--config", os.path.join(kernel, "stock.config"))
+    done = nltrace_build(os.path.join(kernel, "vmlinux"), tmp_path, "--config", os.path.join(kernel, "stock.config"))
     assert done.returncode != 0 and not (tmp_path / "nltrace-agent").exists()
     message = done.stderr.strip().splitlines()[-1]
     assert "cannot run nltrace-agent" in message and "CONFIG_KPROBES=n (needs y)" in message, done.stderr
@@ -161,51 +114,6 @@ def test_check_on_the_board(board):
                                                        "kernel release", "/proc/config.gz"))]
     assert len(rows) >= 7 and all(line[27:35].strip() == "ok" for line in rows), lines   # check.c's columns
     assert any(line.startswith("CONFIG_KPROBES ") for line in rows), lines
-
-
-def test_agent_size(board):
-    size = os.path.getsize(board / "nltrace-agent")
-    print(f"stripped nltrace-agent for armv6: {size} bytes")
-    assert size < MAX_AGENT_BYTES
-
-
-@pytest.mark.parametrize("jit", [1, 0])
-def test_trees_match_x86(board, jit):
-    trees, summary_line = render("flow", board / f"flow-jit{jit}.nltrace")
-    assert ", 0 lost," in summary_line and ", 0 incomplete" in summary_line, summary_line
-    sends = nlload_sends(trees)
-    assert len(sends) == NLLOAD_SENDS, [t["message"] for t in sends]
-    assert [t["message"]["cmd_name"] for t in sends[:3]] == ["CTRL_CMD_GETFAMILY"] * 3
-    assert {t["handler"] for t in sends[:3]} == {"ctrl_getfamily"}
-    assert [t["error"]["name"] for t in sends[3:5]] == ["ENODEV", "ENODEV"]
-    assert sends[5]["handler"] == "rtnl_dump_ifinfo"
-    print((board / f"memory-jit{jit}").read_text().strip())
-    if not os.path.exists(REFERENCE):
-        pytest.fail(f"no x86 reference trees at {REFERENCE}: run make test-vm first")
-    with open(REFERENCE) as f:
-        x86 = json.load(f)
-    assert summaries(trees, x86) == summaries(x86, trees)
-
-
-@pytest.mark.parametrize("jit", [1, 0])
-def test_latency_counts_exactly(board, jit):
-    reports, _ = render("latency", board / f"latency-jit{jit}.nltrace", "--by", "message")
-    assert {h["key"]: h["count"] for h in reports[-1]["histograms"]} == {"RTM_GETLINK": 7}
-
-
-@pytest.mark.parametrize("jit", [1, 0])
-def test_text_mode_and_jit_setting(board, jit):
-    lines = (board / f"text-jit{jit}.txt").read_text().splitlines()
-    check_agent_text(lines)
-    # the agent left the JIT as it found it
-    assert (board / f"jit-after-jit{jit}").read_text().strip() == str(jit)
-
-
-def test_flow_programs_run_jit_compiled(board):
-    """With the JIT on, the flow programs load as they are (all fit the ARMv6
-    JIT); only the longer latency programs go to the interpreter."""
-    assert "interpreter" not in (board / "flow-jit1.err").read_text()
-    print((board / "latency-jit1.err").read_text())
 
 
 def bmc_trees(board):

@@ -401,12 +401,14 @@ def test_broadcast_fan_out_and_links(tracer):
     del` has one delivered copy per reader, each read links back to the
     tree that queued it, and the copies the full buffer refused are dropped
     nodes, as many as the kernel counted."""
+    # marked before the listeners bind: a notification the kernel sends as
+    # they start (a previous test's link going away) is among the trees too
+    mark = tracer.mark()
     listeners = [subprocess.Popen(client("listen", "--groups", "1", *extra), stdin=subprocess.PIPE,
                                   stdout=subprocess.PIPE, text=True)
                  for extra in ((), (), ("--rcvbuf", "1", "--no-read"))]
     ready = [json.loads(p.stdout.readline()) for p in listeners]
     readers, full = ready[:2], ready[2]
-    mark = tracer.mark()
     # Enough notifications to fill the minimum buffer: the copies go in while
     # it holds less than its size, so the first ones fit.
     names = [f"nltbc{i}" for i in range(6)]
