@@ -57,10 +57,12 @@ class Links:
         me = {"pid": tree["pid"], "comm": tree["comm"]}
         if root["func"] == "netlink_recvmsg" and "skb" in tree:
             # An skb's address is reused once it is freed: a read and a
-            # delivery are one message only if the delivery began before the read ended.
+            # delivery are one message only if the delivery began before the
+            # read ended and went to a socket of the reading process (where
+            # known: a copy nobody read leaves its skb's address behind).
             read_end = tree["ts_ns"] + (root["duration_ns"] or 0)
             source = self.queued.pop(tree["skb"], None)
-            if source is None or source["ts_ns"] > read_end:
+            if source is None or source["ts_ns"] > read_end or not self._owned_by(tree, source["portid"], me):
                 _remember(self.read, tree["skb"], dict(me, tree=tree["id"], end_ns=read_end))
             else:
                 tree["from"] = {key: source[key] for key in ("tree", "pid", "comm", "via")}
@@ -78,7 +80,7 @@ class Links:
             if "skb" not in node:
                 continue
             reader = self.read.pop(node["skb"], None)
-            if reader is None or reader["end_ns"] < tree["ts_ns"]:
+            if reader is None or reader["end_ns"] < tree["ts_ns"] or not self._owned_by(tree, portid, reader):
                 _remember(self.queued, node["skb"], {"tree": tree["id"], "pid": tree["pid"], "comm": tree["comm"],
                                                      "via": via, "portid": portid, "ts_ns": tree["ts_ns"]})
             else:
@@ -87,6 +89,11 @@ class Links:
         if out:
             tree["deliveries"] = out
         return tree
+
+    def _owned_by(self, tree, portid, process):
+        """Whether portid may be process's socket: it is, or its owner is not known."""
+        owner = self.owners.get((tree["protocol"], portid))
+        return owner is None or owner["pid"] == process["pid"]
 
 
 def _remember(pending, skb, what):

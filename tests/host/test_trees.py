@@ -114,6 +114,36 @@ def test_reads_link_back_to_the_tree_that_queued_them(recorded_stream):
         assert any(d.get("pid") == read["pid"] and d["via"] == "broadcast" for d in source["deliveries"])
 
 
+def test_an_unread_copy_does_not_claim_a_later_read_of_its_skb_address():
+    """A copy queued for a listener that never reads it is freed with the
+    socket, and its skb's address is reused: a later read of that address by
+    another process links to the tree that queued its own copy, not to the
+    old one. (Trees in the JSON contract's shape, as the fan-out test in the
+    VM produced them: two listeners, one that never reads.)"""
+    from nltrace.links import Links
+
+    def tree(pid, func, ts, **extra):
+        return dict({"pid": pid, "comm": f"p{pid}", "protocol": "NETLINK_ROUTE", "ts_ns": ts,
+                     "root": {"func": func, "duration_ns": 10, "children": extra.pop("children", [])}}, **extra)
+
+    def bind(pid, portid, ts):
+        return tree(pid, "netlink_bind", ts, socket={"portid": portid})
+
+    def notify(pid, ts, copies):
+        sendskbs = [{"func": "__netlink_sendskb", "portid": p, "skb": skb, "children": []} for p, skb in copies]
+        return tree(pid, "netlink_sendmsg", ts, children=[{"func": "netlink_broadcast", "children": sendskbs}])
+
+    links = Links()
+    for t in (bind(10, 100, 1), bind(20, 200, 2)):
+        links.add(t)
+    old = links.add(notify(30, 10, [(200, "0xa")]))            # to the listener that never reads
+    read = links.add(tree(10, "netlink_recvmsg", 20, skb="0xa"))    # the address again, for the reader
+    new = links.add(notify(30, 15, [(100, "0xa")]))           # its delivery's tree ends after the read
+    assert "from" not in read
+    assert "read_by" not in old["deliveries"][0]
+    assert new["deliveries"][0]["read_by"]["tree"] == read["id"]
+
+
 def test_a_broadcast_nobody_hears_is_not_an_error(recorded_stream):
     """netlink_broadcast's -ESRCH (no socket on the group) is no_listener."""
     unheard = [n for t in load(recorded_stream) for n in walk(t["root"]) if n["func"] == "netlink_broadcast"
