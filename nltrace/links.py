@@ -16,6 +16,8 @@ names that read ("read_by").
 
 from collections import OrderedDict
 
+from nltrace.trees import walk
+
 # The ancestor that says why an skb was queued; none of these: a unicast.
 VIA = {"netlink_ack": "ack", "netlink_dump": "dump", "netlink_broadcast": "broadcast"}
 # Deliveries waiting for their read; the oldest are forgotten first (a
@@ -71,6 +73,10 @@ class Links:
                 self.owners[(tree["protocol"], source["portid"])] = me
         if tree.get("socket") and tree["socket"].get("portid"):
             self.owners[(tree["protocol"], tree["socket"]["portid"])] = me
+        # an autobound socket gets its portid in netlink_insert, inside its first send's tree
+        for node in walk(root):
+            if node["func"] == "netlink_insert" and node.get("portid") and not node.get("errno"):
+                self.owners[(tree["protocol"], node["portid"])] = me
         out = []
         for node, via in deliveries(root):
             portid = node.get("portid")
