@@ -64,7 +64,10 @@ class Links:
             # known: a copy nobody read leaves its skb's address behind).
             read_end = tree["ts_ns"] + (root["duration_ns"] or 0)
             source = self.queued.pop(tree["skb"], None)
-            if source is None or source["ts_ns"] > read_end or not self._owned_by(tree, source["portid"], me):
+            if source is not None and not self._owned_by(tree, source["portid"], me):
+                _remember(self.queued, tree["skb"], source)   # another socket's copy: it stays pending
+                source = None
+            if source is None or source["ts_ns"] > read_end:
                 _remember(self.read, tree["skb"], dict(me, tree=tree["id"], end_ns=read_end))
             else:
                 tree["from"] = {key: source[key] for key in ("tree", "pid", "comm", "via")}
@@ -86,7 +89,10 @@ class Links:
             if "skb" not in node:
                 continue
             reader = self.read.pop(node["skb"], None)
-            if reader is None or reader["end_ns"] < tree["ts_ns"] or not self._owned_by(tree, portid, reader):
+            if reader is not None and not self._owned_by(tree, portid, reader):
+                _remember(self.read, node["skb"], reader)   # another socket's read: it waits for its own copy
+                reader = None
+            if reader is None or reader["end_ns"] < tree["ts_ns"]:
                 _remember(self.queued, node["skb"], {"tree": tree["id"], "pid": tree["pid"], "comm": tree["comm"],
                                                      "via": via, "portid": portid, "ts_ns": tree["ts_ns"]})
             else:
