@@ -74,7 +74,9 @@ class Links:
                 # from the producing tree's start to the read's return
                 tree["from"]["delay_ns"] = max(0, read_end - source["ts_ns"])
                 self.owners[(tree["protocol"], source["portid"])] = me
-        if tree.get("socket") and tree["socket"].get("portid"):
+        if root["func"] == "netlink_release":
+            self._forget(tree["protocol"], tree["socket"].get("portid"))
+        elif tree.get("socket") and tree["socket"].get("portid"):
             self.owners[(tree["protocol"], tree["socket"]["portid"])] = me
         # an autobound socket gets its portid in netlink_insert, inside its first send's tree
         for node in walk(root):
@@ -94,13 +96,23 @@ class Links:
                 reader = None
             if reader is None or reader["end_ns"] < tree["ts_ns"]:
                 _remember(self.queued, node["skb"], {"tree": tree["id"], "pid": tree["pid"], "comm": tree["comm"],
-                                                     "via": via, "portid": portid, "ts_ns": tree["ts_ns"]})
+                                                     "via": via, "portid": portid, "ts_ns": tree["ts_ns"],
+                                                     "protocol": tree["protocol"]})
             else:
                 delivery["read_by"] = {key: reader[key] for key in ("tree", "pid", "comm")}
                 self.owners[(tree["protocol"], portid)] = {"pid": reader["pid"], "comm": reader["comm"]}
         if out:
             tree["deliveries"] = out
         return tree
+
+    def _forget(self, protocol, portid):
+        """A socket closed: its unread copies will never be read (their skbs'
+        addresses will be reused) and its portid may go to another process."""
+        if not portid:
+            return
+        self.owners.pop((protocol, portid), None)
+        for skb in [skb for skb, d in self.queued.items() if d["portid"] == portid and d["protocol"] == protocol]:
+            del self.queued[skb]
 
     def _owned_by(self, tree, portid, process):
         """Whether portid may be process's socket: it is, or its owner is not known."""
