@@ -565,17 +565,22 @@ static __always_inline void socket_addressed(__u32 func, void *sock, void *addr)
 }
 
 /* int netlink_release(struct socket *sock)
- * The portid the socket leaves free: readers of its messages are gone. */
+ * The portid the socket frees, if it was bound: readers of its messages are gone. */
 static __always_inline void socket_released(void *sock)
 {
 	struct nlt_thread *t = socket_root(NLT_FN_netlink_release, sock);
 	void *sk = 0;
+	__u8 bound = 0;
 
 	if (!t || !sock)
 		return;
 #ifndef NLT_LAYOUT_FROM_HEADERS
 	NLT_READ(sk, sock, socket, sk);
-	if (sk)
+	if (!sk)
+		return;
+	/* a bind that failed with EADDRINUSE left the portid it asked for, unbound */
+	NLT_READ(bound, sk, netlink_sock, bound);
+	if (bound)
 		NLT_READ(facts_of(t)->portid, sk, netlink_sock, portid);
 #endif
 }
