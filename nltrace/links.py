@@ -16,6 +16,8 @@ names that read ("read_by").
 
 from collections import OrderedDict
 
+from nltrace.trees import walk
+
 # The ancestor that says why an skb was queued; none of these: a unicast.
 VIA = {"netlink_ack": "ack", "netlink_dump": "dump", "netlink_broadcast": "broadcast"}
 # Deliveries waiting for their read; the oldest are forgotten first (a
@@ -62,15 +64,24 @@ class Links:
             # known: a copy nobody read leaves its skb's address behind).
             read_end = tree["ts_ns"] + (root["duration_ns"] or 0)
             source = self.queued.pop(tree["skb"], None)
-            if source is None or source["ts_ns"] > read_end or not self._owned_by(tree, source["portid"], me):
+            if source is not None and not self._owned_by(tree, source["portid"], me):
+                _remember(self.queued, tree["skb"], source)   # another socket's copy: it stays pending
+                source = None
+            if source is None or source["ts_ns"] > read_end:
                 _remember(self.read, tree["skb"], dict(me, tree=tree["id"], end_ns=read_end))
             else:
                 tree["from"] = {key: source[key] for key in ("tree", "pid", "comm", "via")}
                 # from the producing tree's start to the read's return
                 tree["from"]["delay_ns"] = max(0, read_end - source["ts_ns"])
                 self.owners[(tree["protocol"], source["portid"])] = me
-        if tree.get("socket") and tree["socket"].get("portid"):
+        if root["func"] == "netlink_release":
+            self._forget(tree["protocol"], tree["socket"].get("portid"))
+        elif tree.get("socket") and tree["socket"].get("portid"):
             self.owners[(tree["protocol"], tree["socket"]["portid"])] = me
+        # an autobound socket gets its portid in netlink_insert, inside its first send's tree
+        for node in walk(root):
+            if node["func"] == "netlink_insert" and node.get("portid") and not node.get("errno"):
+                self.owners[(tree["protocol"], node["portid"])] = me
         out = []
         for node, via in deliveries(root):
             portid = node.get("portid")
@@ -80,15 +91,28 @@ class Links:
             if "skb" not in node:
                 continue
             reader = self.read.pop(node["skb"], None)
-            if reader is None or reader["end_ns"] < tree["ts_ns"] or not self._owned_by(tree, portid, reader):
+            if reader is not None and not self._owned_by(tree, portid, reader):
+                _remember(self.read, node["skb"], reader)   # another socket's read: it waits for its own copy
+                reader = None
+            if reader is None or reader["end_ns"] < tree["ts_ns"]:
                 _remember(self.queued, node["skb"], {"tree": tree["id"], "pid": tree["pid"], "comm": tree["comm"],
-                                                     "via": via, "portid": portid, "ts_ns": tree["ts_ns"]})
+                                                     "via": via, "portid": portid, "ts_ns": tree["ts_ns"],
+                                                     "protocol": tree["protocol"]})
             else:
                 delivery["read_by"] = {key: reader[key] for key in ("tree", "pid", "comm")}
                 self.owners[(tree["protocol"], portid)] = {"pid": reader["pid"], "comm": reader["comm"]}
         if out:
             tree["deliveries"] = out
         return tree
+
+    def _forget(self, protocol, portid):
+        """A socket closed: its unread copies will never be read (their skbs'
+        addresses will be reused) and its portid may go to another process."""
+        if not portid:
+            return
+        self.owners.pop((protocol, portid), None)
+        for skb in [skb for skb, d in self.queued.items() if d["portid"] == portid and d["protocol"] == protocol]:
+            del self.queued[skb]
 
     def _owned_by(self, tree, portid, process):
         """Whether portid may be process's socket: it is, or its owner is not known."""

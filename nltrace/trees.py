@@ -157,6 +157,8 @@ def socket_of(facts, root):
         out["groups"] = [bit + 1 for bit in range(32) if facts["groups"] >> bit & 1]
     elif func == "__netlink_kernel_create":
         out["nr_groups"] = facts["groups"]
+    elif func == "netlink_release" and facts["portid"]:
+        out["portid"] = facts["portid"]
     inserted = [n["portid"] for n in walk(root) if n["func"] == "netlink_insert"] if root else []
     if inserted:
         out["portid"] = inserted[-1]

@@ -103,7 +103,7 @@ struct nlt_node {
  * kernel creating one of its own sockets). */
 struct nlt_socket {
 	__u64 sock;                  /* the struct socket: ties one socket's trees together (0: kernel) */
-	__u32 portid;                /* bind, connect: the nl_pid asked for */
+	__u32 portid;                /* bind, connect: the nl_pid asked for; close: the socket's */
 	__u32 groups;                /* bind: nl_groups; a kernel socket: its number of groups */
 	__u32 netns;                 /* netlink_create, kernel sockets: the namespace's inode number */
 	__u32 kern;                  /* netlink_create: created by the kernel */

@@ -564,6 +564,27 @@ static __always_inline void socket_addressed(__u32 func, void *sock, void *addr)
 	}
 }
 
+/* int netlink_release(struct socket *sock)
+ * The portid the socket frees, if it was bound: readers of its messages are gone. */
+static __always_inline void socket_released(void *sock)
+{
+	struct nlt_thread *t = socket_root(NLT_FN_netlink_release, sock);
+	void *sk = 0;
+	__u8 bound = 0;
+
+	if (!t || !sock)
+		return;
+#ifndef NLT_LAYOUT_FROM_HEADERS
+	NLT_READ(sk, sock, socket, sk);
+	if (!sk)
+		return;
+	/* a bind that failed with EADDRINUSE left the portid it asked for, unbound */
+	NLT_READ(bound, sk, netlink_sock, bound);
+	if (bound)
+		NLT_READ(facts_of(t)->portid, sk, netlink_sock, portid);
+#endif
+}
+
 /* struct sock *__netlink_kernel_create(struct net *net, int unit,
  *	struct module *module, struct netlink_kernel_cfg *cfg)
  * The cfg names the socket's input function (kept as the tree's handler). */
@@ -611,7 +632,7 @@ NLT_FUNCTION(netlink_create, 1, socket_created(NLT_ARG(1), NLT_ARG(2), (long)NLT
 NLT_FUNCTION(__netlink_create, 0, enter(NLT_FN___netlink_create, 0))
 NLT_FUNCTION(netlink_bind, 1, socket_addressed(NLT_FN_netlink_bind, NLT_ARG(1), NLT_ARG(2)))
 NLT_FUNCTION(netlink_connect, 1, socket_addressed(NLT_FN_netlink_connect, NLT_ARG(1), NLT_ARG(2)))
-NLT_FUNCTION(netlink_release, 1, socket_root(NLT_FN_netlink_release, NLT_ARG(1)))
+NLT_FUNCTION(netlink_release, 1, socket_released(NLT_ARG(1)))
 NLT_FUNCTION(netlink_autobind, 0, enter(NLT_FN_netlink_autobind, 0))
 NLT_FUNCTION(netlink_insert, 0, numbered(NLT_FN_netlink_insert, (unsigned long)NLT_ARG(2)))
 NLT_FUNCTION(genl_bind, 0, numbered(NLT_FN_genl_bind, (unsigned long)NLT_ARG(2)))

@@ -374,6 +374,9 @@ def test_socket_lifecycle(tracer):
     inserted = [node["portid"] for node in walk(send["root"]) if node["func"] == "netlink_insert"]
     autobinds = [node for node in walk(send["root"]) if node["func"] == "netlink_autobind"]
     assert autobinds and inserted == [autobound]
+    # each close() names the portid it frees; the socket bind() failed on had none
+    freed = [t["socket"].get("portid") for t in by_root["netlink_release"]]
+    assert sorted(filter(None, freed)) == sorted(bound + [autobound]) and freed.count(None) == 1
 
 
 
@@ -395,10 +398,6 @@ def netlink_drops(portid):
     return drops
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "failed in the 3 clean-clone CI runs of 2026-11-30 (passed in 2 full runs in a working checkout): a "
-    "listener's read links to a tree from before the test. Suspected: an skb address left by a copy nobody "
-    "read, on a socket whose owner Links do not know (autobound). Issue 12: fix, then remove this mark."))
 def test_broadcast_fan_out_and_links(tracer):
     """Two listeners on RTMGRP_LINK and one that never reads (its buffer at
     the kernel's minimum): each notification of 6 `link add` and 6 `link
