@@ -45,6 +45,9 @@ ROLES = {
     "netlink_overrun": ("a copy dropped: the receiver's buffer is full, it reads ENOBUFS; reads its portid",
                         True, True),
     "netlink_ack": ("the ack or error sent back; reads the errno and the acked message's header", True, True),
+    "nfnetlink_rcv_batch": ("NETLINK_NETFILTER: the messages of a batch (nft) run as one transaction; its "
+                            "errors' acks are its children. In the nfnetlink module: traced when the module "
+                            "is loaded as nltrace starts", False, True),
     "mutex_lock": ("on rtnl_mutex only: the wait for RTNL; attached only for latency --by rtnl "
                    "(rtnl_lock is inlined into rtnetlink_rcv_msg)", True),
     "netlink_create": ("root: socket(AF_NETLINK); reads the protocol and namespace", True),

@@ -7,7 +7,7 @@ dict, which is also exactly what `flow --json` prints.
 
 from nltrace import records
 from nltrace.catalogue import TREE_FUNCTIONS
-from nltrace.decode import decode_message, errno_name, message_head, protocol_name
+from nltrace.decode import buffer_heads, decode_message, errno_name, message_head, protocol_name
 
 C = records.C
 _VOID = {p.name for p in TREE_FUNCTIONS if p.returns_void}
@@ -117,7 +117,10 @@ def assemble(rec, symbolize):
     }
     if rec.skb:
         tree["skb"] = hex(rec.skb)
-    messages = messages_of(root) if root else []
+    sent = []
+    if root and root["func"] == "netlink_sendmsg" and not rec.flags & C.NLT_REC_SOCKET:
+        sent = buffer_heads(bytes(records.ffi.buffer(rec.msg, rec.msg_len)), rec.protocol, family)
+    messages = messages_of(root, sent) if root else []
     if messages:
         tree["messages"] = messages
     if facts is not None:
@@ -125,23 +128,30 @@ def assemble(rec, symbolize):
     return tree
 
 
-def messages_of(root):
-    """Each message of the buffer the tree's sendmsg carried, in order: the
-    header its dispatch (or, with no dispatch seen, its ack) read, and the
-    errno its ack reported (or its dispatch returned)."""
-    out = []
+def messages_of(root, sent):
+    """Each message of the buffer a sendmsg carried, in order: sent, the
+    headers split from the capture, then those only a node read (past the
+    capture), each with the errno its dispatch returned or its ack reported.
+    A dispatch (rtnetlink_rcv_msg, genl_rcv_msg) or ack node matches the
+    first message of its type and seq it has not yet served."""
+    out = [dict(head, errno=None) for head in sent]
+    dispatched, acked = set(), set()
     for node in walk(root):
         head = node.get("message")
         if head is None:
             continue
-        if node["func"] != "netlink_ack":
-            out.append(dict(head, errno=node.get("errno")))
-            continue
-        err = errno_name(node["ack_error"]) if node.get("ack_error") else None
-        if out and out[-1]["seq"] == head["seq"] and out[-1]["type"] == head["type"]:
-            out[-1]["errno"] = err or out[-1]["errno"]
+        served = acked if node["func"] == "netlink_ack" else dispatched
+        i = next((i for i, m in enumerate(out) if i not in served
+                  and (m["type"], m["seq"]) == (head["type"], head["seq"])), None)
+        if i is None:
+            out.append(dict(head, errno=None))
+            i = len(out) - 1
+        served.add(i)
+        if node["func"] == "netlink_ack":
+            if node.get("ack_error"):
+                out[i]["errno"] = errno_name(node["ack_error"])
         else:
-            out.append(dict(head, errno=err))
+            out[i].update(head, errno=node.get("errno"))
     return out
 
 

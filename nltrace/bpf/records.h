@@ -7,11 +7,11 @@
  * padding, so the layout is the same on x86-64 and on 32-bit ARM.
  */
 
-#define NLT_STREAM_VERSION 2
+#define NLT_STREAM_VERSION 3
 #define NLT_COMM_LEN 16
 #define NLT_GENL_NAMSIZ 16
 #define NLT_EXTACK_LEN 80
-#define NLT_MSG_CAPTURE 64
+#define NLT_MSG_CAPTURE 256   /* a batch of a few requests whole (nft's: begin, table, chains, end) */
 #define NLT_MAX_NODES 24
 #define NLT_MAX_DEPTH 12
 
@@ -47,7 +47,8 @@ enum nlt_func {
 	NLT_FN___netlink_kernel_create = 26,
 	NLT_FN_netlink_kernel_release = 27,
 	NLT_FN_netlink_overrun = 28,  /* a copy dropped: the receiver's buffer is full (ENOBUFS) */
-	NLT_FN_MAX = 29,
+	NLT_FN_nfnetlink_rcv_batch = 29,  /* module nfnetlink: an nftables batch, one transaction */
+	NLT_FN_MAX = 30,
 };
 
 /* nlt_record.flags */

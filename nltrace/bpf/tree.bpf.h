@@ -270,7 +270,7 @@ static __always_inline void capture_protocol(struct nlt_thread *t, void *sk)
 static __always_inline void capture_skb(struct nlt_thread *t, void *skb)
 {
 	__u64 data = 0;
-	__u32 len = 0;
+	__u32 len = 0, size;
 
 	if (t->rec.msg_len || !skb)
 		return;
@@ -278,9 +278,11 @@ static __always_inline void capture_skb(struct nlt_thread *t, void *skb)
 	data = read_kptr((__u64)NLT_ADDR(skb, sk_buff, data));
 	if (!len || !data)
 		return;
-	/* Constant-size read: the skb head has room past the data. */
-	bpf_probe_read_kernel(t->rec.msg, NLT_MSG_CAPTURE, (void *)data);
-	t->rec.msg_len = len < NLT_MSG_CAPTURE ? len : NLT_MSG_CAPTURE;
+	/* The message's bytes only: what follows it in the skb head is not the sender's. */
+	size = len < NLT_MSG_CAPTURE ? len : NLT_MSG_CAPTURE;
+	if (bpf_probe_read_kernel(t->rec.msg, size, (void *)data))
+		return;
+	t->rec.msg_len = size;
 	t->rec.msg_total_len = len;
 	t->rec.skb = (__u64)skb;
 }
@@ -479,6 +481,7 @@ static __always_inline void genl_message(void *nlh)
 
 NLT_FUNCTION(genl_rcv_msg, 0, genl_message(NLT_ARG(2)))
 NLT_FUNCTION(netlink_dump, 0, enter(NLT_FN_netlink_dump, 0))
+NLT_FUNCTION(nfnetlink_rcv_batch, 0, enter(NLT_FN_nfnetlink_rcv_batch, 0))
 NLT_FUNCTION(netlink_sendskb, 0, enter(NLT_FN_netlink_sendskb, 0))
 /* An skb queued on a user socket (the copy a reader will consume), or one
  * that did not fit in its buffer (the reader will read ENOBUFS instead), and
