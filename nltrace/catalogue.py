@@ -38,7 +38,11 @@ ROLES = {
     "genl_family_rcv_msg_doit": ("genl doit: names the family and handler", True),
     "genl_family_rcv_msg_dumpit": ("genl dump start: names the family and handler", True),
     "netlink_dump": ("one batch of a dump, in the sender's or the reader's context", False),
-    "netlink_broadcast": ("multicast delivery; root when the kernel notifies", True),
+    "netlink_broadcast": ("multicast delivery; root when the kernel notifies. Attached where the kernel "
+                          "has no netlink_broadcast_filtered", True),
+    "netlink_broadcast_filtered": ("multicast delivery, where the kernel has it (not 6.1): netlink_broadcast "
+                                   "calls it, and notifications (6.12's rtnetlink, 5.10's uevents) call it "
+                                   "directly; root when the kernel notifies", True),
     "netlink_sendskb": ("queues an skb on a user socket", False),
     "__netlink_sendskb": ("queues an skb on a user socket (replies, dumps, each copy of a broadcast); "
                           "reads the skb and the receiver's portid, which link it to its read", True),
@@ -68,6 +72,7 @@ ON_DEMAND = {"mutex_lock"}
 # The functions that can start a tree; loaders attach their entries last, so
 # that no tree begins before the probes inside it exist.
 ROOT_FUNCTIONS = {"netlink_sendmsg", "netlink_recvmsg", "netlink_unicast", "netlink_broadcast",
+                  "netlink_broadcast_filtered",
                   "netlink_create", "netlink_bind", "netlink_connect", "netlink_release",
                   "__netlink_kernel_create", "netlink_kernel_release"}
 
@@ -86,8 +91,12 @@ FLOW_DETAIL = frozenset({"netlink_unicast_kernel", "rtnetlink_rcv", "genl_rcv", 
 MESSAGE_TIMING = frozenset({"netlink_sendmsg", "netlink_unicast", "genl_family_rcv_msg_doit",
                             "genl_family_rcv_msg_dumpit", "mutex_lock"})
 
+# A function probed only where the ones it names are not traceable.
+STANDS_IN = {"netlink_broadcast": ("netlink_broadcast_filtered",)}
+
 TREE_FUNCTIONS = tuple(
-    Probe(name, "function", (f"enter_{name}", f"exit_{name}"), *ROLES[name], on_demand=name in ON_DEMAND)
+    Probe(name, "function", (f"enter_{name}", f"exit_{name}"), *ROLES[name], on_demand=name in ON_DEMAND,
+          stands_in_for=STANDS_IN.get(name, ()))
     for _, name in sorted(FUNC_NAMES.items())
 )
 
@@ -103,6 +112,9 @@ CAPTURE_PROBES = (
     Probe("genl_op_from_small", "kprobe", ("capture_genl_op_from_small",),
           "not a node: the same, for families with small ops (nlctrl)", True,
           stands_in_for=GENL_DISPATCH),
+    Probe("genl_cmd_full_to_split", "kprobe", ("capture_genl_cmd_full_to_split",),
+          "not a node: the same where genl_rcv_msg's op lookup is inlined too (6.2+: the first call "
+          "of the lookup left to probe)", True, stands_in_for=GENL_DISPATCH),
     Probe("netlink_extack", "raw_tracepoint", ("capture_netlink_extack",),
           "not a node: the extack message a handler set", True),
 )

@@ -20,10 +20,12 @@ HEAD_ARG = {C.NLT_FN_rtnetlink_rcv_msg, C.NLT_FN_genl_rcv_msg, C.NLT_FN_netlink_
 GENL_RCV_MSG = C.NLT_FN_genl_rcv_msg
 # func id -> the key its node's aux is shown as
 AUX_KEYS = {C.NLT_FN_netlink_insert: "portid", C.NLT_FN_genl_bind: "group", C.NLT_FN_netlink_broadcast: "group",
+            C.NLT_FN_netlink_broadcast_filtered: "group",
             C.NLT_FN_netlink_unicast: "portid", C.NLT_FN___netlink_sendskb: "portid",
             C.NLT_FN_netlink_overrun: "portid"}
 EINTR = -4
 ESRCH = -3
+BROADCASTS = ("netlink_broadcast", "netlink_broadcast_filtered")
 
 
 def _cstr(char_array):
@@ -49,13 +51,13 @@ def mark_signals(node):
     """Two returns are the kernel's signals, not failures. netlink_dump_start()
     returns -EINTR once the dump has begun ("no ack, the dump answers"): a
     call that returns it around a netlink_dump gets dump_started instead of
-    an errno. netlink_broadcast returns -ESRCH when no socket listens on the
+    an errno. netlink_broadcast(_filtered) returns -ESRCH when no socket listens on the
     group, which its callers (rtnl_notify, ...) ignore: no_listener.
     Returns whether node's subtree holds a netlink_dump."""
     dumps = False
     for child in node["children"]:
         dumps |= mark_signals(child)
-    if node["func"] == "netlink_broadcast" and node["ret"] == ESRCH:
+    if node["func"] in BROADCASTS and node["ret"] == ESRCH:
         node.pop("errno", None)
         node["no_listener"] = True
     elif dumps and node["ret"] == EINTR:

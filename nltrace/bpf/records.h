@@ -48,7 +48,8 @@ enum nlt_func {
 	NLT_FN_netlink_kernel_release = 27,
 	NLT_FN_netlink_overrun = 28,  /* a copy dropped: the receiver's buffer is full (ENOBUFS) */
 	NLT_FN_nfnetlink_rcv_batch = 29,  /* module nfnetlink: an nftables batch, one transaction */
-	NLT_FN_MAX = 30,
+	NLT_FN_netlink_broadcast_filtered = 30,  /* where the kernel has it: every broadcast passes it */
+	NLT_FN_MAX = 31,
 };
 
 /* nlt_record.flags */
@@ -94,7 +95,7 @@ struct nlt_node {
 	__u16 pad;
 	__u32 aux;                   /* netlink_ack: the errno it reports; genl_rcv_msg: the
 				      * command; netlink_insert: the
-				      * portid given; genl_bind, netlink_broadcast: the group;
+				      * portid given; genl_bind, netlink_broadcast(_filtered): the group;
 				      * netlink_unicast, __netlink_sendskb, netlink_overrun: the
 				      * receiver's portid */
 };

@@ -355,7 +355,8 @@ NLT_FUNCTION(netlink_recvmsg, 1,
  * own, and captures the message. A unicast notes its skb and the portid it
  * goes to; a broadcast its group (each copy is its own __netlink_sendskb).
  * int netlink_unicast(struct sock *ssk, struct sk_buff *skb, u32 portid, int nonblock)
- * int netlink_broadcast(struct sock *ssk, struct sk_buff *skb, u32 portid, u32 group, gfp_t) */
+ * int netlink_broadcast(struct sock *ssk, struct sk_buff *skb, u32 portid, u32 group, gfp_t)
+ * int netlink_broadcast_filtered(the same, then a filter and its data) */
 static __always_inline void delivery(__u32 func, void *ssk, void *skb, __u64 skb_noted, __u32 aux)
 {
 	struct nlt_thread *t = enter(func, 1);
@@ -371,6 +372,8 @@ NLT_FUNCTION(netlink_unicast, 1, delivery(NLT_FN_netlink_unicast, NLT_ARG(1), NL
 					  (__u64)NLT_ARG(2), (unsigned long)NLT_ARG(3)))
 NLT_FUNCTION(netlink_broadcast, 1, delivery(NLT_FN_netlink_broadcast, NLT_ARG(1), NLT_ARG(2),
 					    0, (unsigned long)NLT_ARG(4)))
+NLT_FUNCTION(netlink_broadcast_filtered, 1, delivery(NLT_FN_netlink_broadcast_filtered, NLT_ARG(1), NLT_ARG(2),
+						     0, (unsigned long)NLT_ARG(4)))
 
 /* int rtnetlink_rcv_msg(struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *) */
 static __always_inline void rtnl_dispatch(void *nlh)
@@ -446,6 +449,31 @@ static __always_inline void genl_op_found(void *family, __u64 i, int small)
 
 NLT_KPROBE(capture_genl_op_from_full) { genl_op_found(NLT_ARG(1), (unsigned long)NLT_ARG(2), 0); return 0; }
 NLT_KPROBE(capture_genl_op_from_small) { genl_op_found(NLT_ARG(1), (unsigned long)NLT_ARG(2), 1); return 0; }
+
+/* From 6.2 genl_rcv_msg's op lookup turns the family's op into a split op,
+ * and on kernels that inline that lookup (6.12 on the AST2500) this is the
+ * first call left to probe; the genl_op_from_* calls seen there come later,
+ * from ctrl_fill_info walking the ops of the family a request asked about.
+ * int genl_cmd_full_to_split(struct genl_split_ops *op, const struct genl_family *family,
+ *			      const struct genl_ops *full, u8 flags) */
+#define NLT_GENL_CMD_CAP_DUMP 0x04
+static __always_inline void genl_op_split(void *family, void *full, __u64 flags)
+{
+	struct nlt_thread *t = current_tree();
+
+	if (!t || t->rec.genl_family[0])
+		return;
+	NLT_READ(t->rec.genl_family, family, genl_family, name);
+	if (!t->rec.handler)
+		t->rec.handler = flags & NLT_GENL_CMD_CAP_DUMP ? read_kptr((__u64)NLT_ADDR(full, genl_ops, dumpit))
+							       : read_kptr((__u64)NLT_ADDR(full, genl_ops, doit));
+}
+
+NLT_KPROBE(capture_genl_cmd_full_to_split)
+{
+	genl_op_split(NLT_ARG(2), NLT_ARG(3), (unsigned long)NLT_ARG(4) & 0xff);
+	return 0;
+}
 
 /* void netlink_ack(struct sk_buff *in_skb, struct nlmsghdr *nlh, int err,
  *		    const struct netlink_ext_ack *extack) */
