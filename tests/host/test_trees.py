@@ -196,7 +196,7 @@ def test_an_nft_batch_lists_each_of_its_messages(recorded_stream):
     tree lists begin, table, chains and end, with nft's consecutive seqs,
     and runs them in nfnetlink_rcv_batch."""
     (batch,) = [t for t in load(recorded_stream) if t["comm"] == "nft" and t["message"]
-                and t["message"]["type_name"] == "NFNL_MSG_BATCH_BEGIN" and len(t.get("messages", ())) > 2]
+                and t["message"]["type_name"] == "NFNL_MSG_BATCH_BEGIN" and len(t.get("messages", ())) == 5]
     names = [m["type_name"] for m in batch["messages"]]
     assert names == ["NFNL_MSG_BATCH_BEGIN", "NFT_MSG_NEWTABLE", "NFT_MSG_NEWCHAIN", "NFT_MSG_NEWCHAIN",
                      "NFNL_MSG_BATCH_END"]
