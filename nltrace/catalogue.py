@@ -112,9 +112,9 @@ CAPTURE_PROBES = (
     Probe("genl_op_from_small", "kprobe", ("capture_genl_op_from_small",),
           "not a node: the same, for families with small ops (nlctrl)", True,
           stands_in_for=GENL_DISPATCH),
-    Probe("genl_cmd_full_to_split", "kprobe", ("capture_genl_cmd_full_to_split",),
-          "not a node: the same where genl_rcv_msg's op lookup is inlined too (6.2+: the first call "
-          "of the lookup left to probe)", True, stands_in_for=GENL_DISPATCH),
+    Probe("genl_get_cmd", "kprobe", ("capture_genl_get_cmd", "capture_ret_genl_get_cmd"),
+          "not a node: the same where the op lookup calls no genl_op_from_* (the AST2500's 5.10 and 6.12): "
+          "the family at its entry, the handler at its return", True, stands_in_for=GENL_DISPATCH),
     Probe("netlink_extack", "raw_tracepoint", ("capture_netlink_extack",),
           "not a node: the extack message a handler set", True),
 )

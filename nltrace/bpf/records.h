@@ -69,7 +69,8 @@ enum nlt_config {
 	NLT_CFG_CMD = 7,             /* latency: only this genl cmd + 1 (0: all) */
 	NLT_CFG_RTNL_MUTEX = 8,      /* address of rtnl_mutex */
 	NLT_CFG_ARMED = 9,           /* BCC: set once every probe is attached and configured */
-	NLT_CFG_MAX = 10,
+	NLT_CFG_GENL_SPLIT_OPS = 10, /* address of genl_cmd_full_to_split: genl_get_cmd's 6.2+ arguments */
+	NLT_CFG_MAX = 11,
 };
 
 /* Indexes of the per-CPU counter array. */
