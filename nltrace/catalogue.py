@@ -38,13 +38,20 @@ ROLES = {
     "genl_family_rcv_msg_doit": ("genl doit: names the family and handler", True),
     "genl_family_rcv_msg_dumpit": ("genl dump start: names the family and handler", True),
     "netlink_dump": ("one batch of a dump, in the sender's or the reader's context", False),
-    "netlink_broadcast": ("multicast delivery; root when the kernel notifies", True),
+    "netlink_broadcast": ("multicast delivery; root when the kernel notifies. Attached where the kernel "
+                          "has no netlink_broadcast_filtered", True),
+    "netlink_broadcast_filtered": ("multicast delivery, where the kernel has it (not 6.1): netlink_broadcast "
+                                   "calls it, and notifications (6.12's rtnetlink, 5.10's uevents) call it "
+                                   "directly; root when the kernel notifies", True),
     "netlink_sendskb": ("queues an skb on a user socket", False),
     "__netlink_sendskb": ("queues an skb on a user socket (replies, dumps, each copy of a broadcast); "
                           "reads the skb and the receiver's portid, which link it to its read", True),
     "netlink_overrun": ("a copy dropped: the receiver's buffer is full, it reads ENOBUFS; reads its portid",
                         True, True),
     "netlink_ack": ("the ack or error sent back; reads the errno and the acked message's header", True, True),
+    "nfnetlink_rcv_batch": ("NETLINK_NETFILTER: the messages of a batch (nft) run as one transaction; its "
+                            "errors' acks are its children. In the nfnetlink module: traced when the module "
+                            "is loaded as nltrace starts", False, True),
     "mutex_lock": ("on rtnl_mutex only: the wait for RTNL; attached only for latency --by rtnl "
                    "(rtnl_lock is inlined into rtnetlink_rcv_msg)", True),
     "netlink_create": ("root: socket(AF_NETLINK); reads the protocol and namespace", True),
@@ -65,6 +72,7 @@ ON_DEMAND = {"mutex_lock"}
 # The functions that can start a tree; loaders attach their entries last, so
 # that no tree begins before the probes inside it exist.
 ROOT_FUNCTIONS = {"netlink_sendmsg", "netlink_recvmsg", "netlink_unicast", "netlink_broadcast",
+                  "netlink_broadcast_filtered",
                   "netlink_create", "netlink_bind", "netlink_connect", "netlink_release",
                   "__netlink_kernel_create", "netlink_kernel_release"}
 
@@ -83,8 +91,12 @@ FLOW_DETAIL = frozenset({"netlink_unicast_kernel", "rtnetlink_rcv", "genl_rcv", 
 MESSAGE_TIMING = frozenset({"netlink_sendmsg", "netlink_unicast", "genl_family_rcv_msg_doit",
                             "genl_family_rcv_msg_dumpit", "mutex_lock"})
 
+# A function probed only where the ones it names are not traceable.
+STANDS_IN = {"netlink_broadcast": ("netlink_broadcast_filtered",)}
+
 TREE_FUNCTIONS = tuple(
-    Probe(name, "function", (f"enter_{name}", f"exit_{name}"), *ROLES[name], on_demand=name in ON_DEMAND)
+    Probe(name, "function", (f"enter_{name}", f"exit_{name}"), *ROLES[name], on_demand=name in ON_DEMAND,
+          stands_in_for=STANDS_IN.get(name, ()))
     for _, name in sorted(FUNC_NAMES.items())
 )
 
@@ -100,6 +112,9 @@ CAPTURE_PROBES = (
     Probe("genl_op_from_small", "kprobe", ("capture_genl_op_from_small",),
           "not a node: the same, for families with small ops (nlctrl)", True,
           stands_in_for=GENL_DISPATCH),
+    Probe("genl_get_cmd", "kprobe", ("capture_genl_get_cmd", "capture_ret_genl_get_cmd"),
+          "not a node: the same where the op lookup calls no genl_op_from_* (the AST2500's 5.10 and 6.12): "
+          "the family at its entry, the handler at its return", True, stands_in_for=GENL_DISPATCH),
     Probe("netlink_extack", "raw_tracepoint", ("capture_netlink_extack",),
           "not a node: the extack message a handler set", True),
 )

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from nltrace import records
 from nltrace.catalogue import CATALOGUE, FLOW_DEFAULT, MESSAGE_TIMING, needed
 
-# Kernel data the programs need the address of (kallsyms).
-ADDRESSES = ("rtnl_msg_handlers", "rtnl_mutex")
+# Kernel symbols the programs need the address of (kallsyms): data, and a
+# function whose presence tells a kernel version.
+ADDRESSES = ("rtnl_msg_handlers", "rtnl_mutex", "genl_cmd_full_to_split")
 
 # (config index, TraceConfig field or kernel address, encoding). Encodings:
 #   value      the number as it is (0: off)
@@ -31,6 +32,7 @@ CONFIG_WORDS = (
     ("NLT_CFG_CMD", "cmd", "any_or"),
     ("NLT_CFG_RTNL_HANDLERS", "rtnl_msg_handlers", "address"),
     ("NLT_CFG_RTNL_MUTEX", "rtnl_mutex", "address"),
+    ("NLT_CFG_GENL_SPLIT_OPS", "genl_cmd_full_to_split", "address"),
 )
 
 

@@ -138,6 +138,8 @@ def type_names(protocol, msg_type, family=None, cmd=None, to_kernel=True):
         return {"type_name": uapi.sock_diag_types().get(msg_type)}
     if proto == "NETLINK_XFRM":
         return {"type_name": uapi.xfrm_types().get(msg_type)}
+    if proto == "NETLINK_AUDIT":
+        return {"type_name": uapi.audit_types().get(msg_type)}
     return {"type_name": None}
 
 
@@ -196,6 +198,24 @@ def message_head(protocol, head, family=None, cmd=None):
            "flags": flag_names(flags, _kind(protocol_name(protocol), msg_type, names["type_name"])), "seq": seq}
     if cmd is not None:
         out.update(cmd=cmd, cmd_name=names.get("cmd_name"))
+    return out
+
+
+def buffer_heads(data, protocol, family=None):
+    """The header of each message in a captured buffer, in order, as
+    message_head gives it (the last one's body may lie past the capture).
+    family: the generic-netlink family of the buffer's first message type."""
+    out, offset = [], 0
+    while offset + NLMSG_HDRLEN <= len(data):
+        length, msg_type, flags, seq = struct.unpack_from("=IHHI", data, offset)
+        cmd = None
+        if protocol == nl.NETLINK_GENERIC and msg_type >= nl.NLMSG_MIN_TYPE and offset + NLMSG_HDRLEN < len(data):
+            cmd = data[offset + NLMSG_HDRLEN]
+        same_family = not out or msg_type == out[0]["type"]
+        out.append(message_head(protocol, msg_type | flags << 16 | seq << 32, family if same_family else None, cmd))
+        if length < NLMSG_HDRLEN:
+            break       # netlink_rcv_skb stops at such a length too
+        offset += (length + 3) & ~3     # NLMSG_ALIGN
     return out
 
 

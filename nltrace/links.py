@@ -19,7 +19,8 @@ from collections import OrderedDict
 from nltrace.trees import walk
 
 # The ancestor that says why an skb was queued; none of these: a unicast.
-VIA = {"netlink_ack": "ack", "netlink_dump": "dump", "netlink_broadcast": "broadcast"}
+VIA = {"netlink_ack": "ack", "netlink_dump": "dump", "netlink_broadcast": "broadcast",
+       "netlink_broadcast_filtered": "broadcast"}
 # Deliveries waiting for their read; the oldest are forgotten first (a
 # message nobody reads, or read while nltrace was not running).
 MAX_PENDING = 65536

@@ -7,7 +7,7 @@ dict, which is also exactly what `flow --json` prints.
 
 from nltrace import records
 from nltrace.catalogue import TREE_FUNCTIONS
-from nltrace.decode import decode_message, errno_name, message_head, protocol_name
+from nltrace.decode import buffer_heads, decode_message, errno_name, message_head, protocol_name
 
 C = records.C
 _VOID = {p.name for p in TREE_FUNCTIONS if p.returns_void}
@@ -20,10 +20,12 @@ HEAD_ARG = {C.NLT_FN_rtnetlink_rcv_msg, C.NLT_FN_genl_rcv_msg, C.NLT_FN_netlink_
 GENL_RCV_MSG = C.NLT_FN_genl_rcv_msg
 # func id -> the key its node's aux is shown as
 AUX_KEYS = {C.NLT_FN_netlink_insert: "portid", C.NLT_FN_genl_bind: "group", C.NLT_FN_netlink_broadcast: "group",
+            C.NLT_FN_netlink_broadcast_filtered: "group",
             C.NLT_FN_netlink_unicast: "portid", C.NLT_FN___netlink_sendskb: "portid",
             C.NLT_FN_netlink_overrun: "portid"}
 EINTR = -4
 ESRCH = -3
+BROADCASTS = ("netlink_broadcast", "netlink_broadcast_filtered")
 
 
 def _cstr(char_array):
@@ -49,13 +51,13 @@ def mark_signals(node):
     """Two returns are the kernel's signals, not failures. netlink_dump_start()
     returns -EINTR once the dump has begun ("no ack, the dump answers"): a
     call that returns it around a netlink_dump gets dump_started instead of
-    an errno. netlink_broadcast returns -ESRCH when no socket listens on the
+    an errno. netlink_broadcast(_filtered) returns -ESRCH when no socket listens on the
     group, which its callers (rtnl_notify, ...) ignore: no_listener.
     Returns whether node's subtree holds a netlink_dump."""
     dumps = False
     for child in node["children"]:
         dumps |= mark_signals(child)
-    if node["func"] == "netlink_broadcast" and node["ret"] == ESRCH:
+    if node["func"] in BROADCASTS and node["ret"] == ESRCH:
         node.pop("errno", None)
         node["no_listener"] = True
     elif dumps and node["ret"] == EINTR:
@@ -117,7 +119,10 @@ def assemble(rec, symbolize):
     }
     if rec.skb:
         tree["skb"] = hex(rec.skb)
-    messages = messages_of(root) if root else []
+    sent = []
+    if root and root["func"] == "netlink_sendmsg" and not rec.flags & C.NLT_REC_SOCKET:
+        sent = buffer_heads(bytes(records.ffi.buffer(rec.msg, rec.msg_len)), rec.protocol, family)
+    messages = messages_of(root, sent) if root else []
     if messages:
         tree["messages"] = messages
     if facts is not None:
@@ -125,23 +130,30 @@ def assemble(rec, symbolize):
     return tree
 
 
-def messages_of(root):
-    """Each message of the buffer the tree's sendmsg carried, in order: the
-    header its dispatch (or, with no dispatch seen, its ack) read, and the
-    errno its ack reported (or its dispatch returned)."""
-    out = []
+def messages_of(root, sent):
+    """Each message of the buffer a sendmsg carried, in order: sent, the
+    headers split from the capture, then those only a node read (past the
+    capture), each with the errno its dispatch returned or its ack reported.
+    A dispatch (rtnetlink_rcv_msg, genl_rcv_msg) or ack node matches the
+    first message of its type and seq it has not yet served."""
+    out = [dict(head, errno=None) for head in sent]
+    dispatched, acked = set(), set()
     for node in walk(root):
         head = node.get("message")
         if head is None:
             continue
-        if node["func"] != "netlink_ack":
-            out.append(dict(head, errno=node.get("errno")))
-            continue
-        err = errno_name(node["ack_error"]) if node.get("ack_error") else None
-        if out and out[-1]["seq"] == head["seq"] and out[-1]["type"] == head["type"]:
-            out[-1]["errno"] = err or out[-1]["errno"]
+        served = acked if node["func"] == "netlink_ack" else dispatched
+        i = next((i for i, m in enumerate(out) if i not in served
+                  and (m["type"], m["seq"]) == (head["type"], head["seq"])), None)
+        if i is None:
+            out.append(dict(head, errno=None))
+            i = len(out) - 1
+        served.add(i)
+        if node["func"] == "netlink_ack":
+            if node.get("ack_error"):
+                out[i]["errno"] = errno_name(node["ack_error"])
         else:
-            out.append(dict(head, errno=err))
+            out[i].update(head, errno=node.get("errno"))
     return out
 
 

@@ -1,5 +1,5 @@
 """Names from the kernel's own uapi headers: generic-netlink commands per
-family, nfnetlink subsystems and messages, sock_diag and xfrm types.
+family, nfnetlink subsystems and messages, sock_diag, xfrm and audit types.
 
 The headers are those of the machine's linux-libc-dev (/usr/include/linux).
 The preprocessor expands them; cffi (a pycparser front end) evaluates each
@@ -198,3 +198,16 @@ def sock_diag_types():
 @functools.lru_cache(maxsize=None)
 def xfrm_types():
     return _enum_names("linux/xfrm.h", "XFRM_MSG_")
+
+
+# audit's message types: 1000-2999 (linux/audit.h's ranges), without the
+# range markers (AUDIT_FIRST_USER_MSG, ...); its other AUDIT_ macros (fields,
+# operators, arches) lie outside.
+_AUDIT_TYPES = range(1000, 3000)
+
+
+@functools.lru_cache(maxsize=None)
+def audit_types():
+    names = {n: v for n, v in macros("linux/audit.h", "AUDIT_").items()
+             if v in _AUDIT_TYPES and "_FIRST_" not in n and "_LAST_" not in n}
+    return _by_value(names, "AUDIT_")

@@ -93,12 +93,20 @@ struct nlt_agent {
 	/* the probes */
 	struct bpf_link *links[2 * NLT_NR_PROBES];
 	int nr_links, nr_attached;
+	char kprobe_events[NLT_NR_PROBES][32];   /* the return probes made there, removed at detach */
+	int nr_kprobe_events;
 	char attached[1024], missing[2048];   /* JSON lists of names, for the header */
 	char missing_text[2048];              /* the same, for people */
 };
 
 /* Set by SIGINT, SIGTERM or a failed write: detach and exit. */
 extern volatile sig_atomic_t nlt_stopping;
+
+/* kprobe_events.c */
+#define NLT_KRETPROBE_MAXACTIVE 128
+int nlt_kretprobe_event(const char *symbol, int maxactive, char *event, size_t size);
+void nlt_kprobe_events_remove(const char *event);
+void nlt_kprobe_events_remove_stale(void);
 
 /* main.c */
 void nlt_die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));

@@ -120,10 +120,10 @@ def build_header(target_name, image, table):
         "/* the vmlinux's addresses of nlt_address_names (agent_config.h), in order */",
         f"#define NLT_BUILD_ADDRESSES {{ {addresses} }}",
         f"#define NLT_NR_PROBES {len(table)}",
-        "/* nltrace/kconfig's fragment for this release: option, value, required (--check) */",
+        "/* the running kernel's options of nltrace/kconfig's fragment: option, value, required (--check) */",
         "#define NLT_KCONFIG_WANTED { " + ", ".join(
             f"{{ {_c_string(o)}, {_c_string(v)}, {int(o in kconfig.REQUIRED)} }}"
-            for o, v in kconfig.wanted(image.release).items()) + " }",
+            for o, v in kconfig.wanted(image.release).items() if o not in kconfig.BUILD_ONLY) + " }",
         "#define NLT_KCONFIG_FRAGMENTS " + _c_string(" and ".join(p.name for p in kconfig.fragments(image.release))),
         ""])
 

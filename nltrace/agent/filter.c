@@ -8,12 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <unistd.h>
-#include <sys/socket.h>
-#include <linux/genetlink.h>
 #include <linux/netlink.h>
 
 #include "agent.h"
+#include "genl_family.h"
 
 static int number(const char *s)
 {
@@ -37,40 +35,6 @@ static int protocol_value(const char *arg)
 		if (!strcasecmp(nlt_protocol_names[i].name, name))
 			return nlt_protocol_names[i].value;
 	nlt_die("unknown protocol '%s'", arg);
-}
-
-/* The id the running kernel gave a generic netlink family (CTRL_CMD_GETFAMILY). */
-static int genl_family_id(const char *family)
-{
-	struct {
-		struct nlmsghdr n;
-		struct genlmsghdr g;
-		char buf[256];
-	} req = { .n.nlmsg_type = GENL_ID_CTRL, .n.nlmsg_flags = NLM_F_REQUEST, .g.cmd = CTRL_CMD_GETFAMILY, .g.version = 1 };
-	struct nlattr *attr = (struct nlattr *)req.buf;
-	char reply[4096];
-	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC), len, id = -1;
-
-	if (fd < 0)
-		nlt_die("cannot open a generic netlink socket: %s", strerror(errno));
-	attr->nla_type = CTRL_ATTR_FAMILY_NAME;
-	attr->nla_len = NLA_HDRLEN + strlen(family) + 1;
-	memcpy((char *)attr + NLA_HDRLEN, family, strlen(family) + 1);
-	req.n.nlmsg_len = NLMSG_LENGTH(GENL_HDRLEN) + NLA_ALIGN(attr->nla_len);
-	if (send(fd, &req, req.n.nlmsg_len, 0) < 0 || (len = recv(fd, reply, sizeof(reply), 0)) < 0)
-		nlt_die("asking nlctrl for the family %s: %s", family, strerror(errno));
-	close(fd);
-	struct nlmsghdr *n = (struct nlmsghdr *)reply;
-	if (!NLMSG_OK(n, (unsigned)len) || n->nlmsg_type == NLMSG_ERROR)
-		nlt_die("unknown generic netlink family '%s' (not registered on this kernel)", family);
-	len = n->nlmsg_len - NLMSG_LENGTH(GENL_HDRLEN);
-	for (attr = (struct nlattr *)((char *)NLMSG_DATA(n) + GENL_HDRLEN); len >= NLA_HDRLEN && attr->nla_len >= NLA_HDRLEN;
-	     len -= NLA_ALIGN(attr->nla_len), attr = (struct nlattr *)((char *)attr + NLA_ALIGN(attr->nla_len)))
-		if (attr->nla_type == CTRL_ATTR_FAMILY_ID)
-			memcpy(&id, (char *)attr + NLA_HDRLEN, 2), id &= 0xffff;
-	if (id < 0)
-		nlt_die("nlctrl's answer for %s has no family id", family);
-	return id;
 }
 
 void nlt_resolve_filters(struct nlt_agent_options *o)
@@ -105,8 +69,15 @@ void nlt_resolve_filters(struct nlt_agent_options *o)
 		if (o->cmd < 0)
 			nlt_die("unknown command '%s' of %s: give its number", slash + 1, o->genl_family);
 	}
-	if (o->latency)
-		o->msg_type = genl_family_id(o->genl_family);
+	if (o->latency) {
+		int id = nlt_genl_family_id(o->genl_family);
+
+		if (id == -ENOENT)
+			nlt_die("unknown generic netlink family '%s' (not registered on this kernel)", o->genl_family);
+		if (id < 0)
+			nlt_die("asking nlctrl for the family %s: %s", o->genl_family, strerror(-id));
+		o->msg_type = id;
+	}
 }
 
 /* The generic netlink family of a record's message, as the host's decoding

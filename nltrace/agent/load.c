@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -195,6 +196,39 @@ static void not_traced(struct nlt_agent *a, const char *name, const char *why)
 	snprintf(a->missing_text + len, sizeof(a->missing_text) - len, "%s%s", len ? ", " : "", name);
 }
 
+/* A return probe through kprobe_events (kprobe_events.c says why); without
+ * a writable tracefs, through the kprobe PMU with the kernel's default room. */
+static struct bpf_link *attach_kretprobe(struct nlt_agent *a, struct bpf_program *prog, const char *symbol)
+{
+	static bool warned;
+	char *event = a->kprobe_events[a->nr_kprobe_events];
+	struct bpf_link *link;
+	int fd = nlt_kretprobe_event(symbol, NLT_KRETPROBE_MAXACTIVE, event, sizeof(a->kprobe_events[0]));
+
+	if (fd == -ENOENT) {
+		if (!warned)
+			fprintf(stderr, "nltrace-agent: no writable tracefs kprobe_events: return probes get the "
+				"kernel's default room for calls in flight, and may lose returns\n");
+		warned = true;
+		return bpf_program__attach_kprobe(prog, true, symbol);
+	}
+	if (fd < 0) {
+		errno = -fd;
+		return NULL;
+	}
+	link = bpf_program__attach_perf_event(prog, fd);
+	if (!link) {
+		int err = errno;
+
+		close(fd);
+		nlt_kprobe_events_remove(event);
+		errno = err;
+		return NULL;
+	}
+	a->nr_kprobe_events++;
+	return link;
+}
+
 static bool attach_one(struct nlt_agent *a, const char *prog_name, const struct nlt_probe *p, bool retprobe)
 {
 	struct bpf_program *prog = bpf_object__find_program_by_name(a->obj, prog_name);
@@ -204,8 +238,10 @@ static bool attach_one(struct nlt_agent *a, const char *prog_name, const struct 
 		return false;
 	if (p->kind == NLT_PROBE_RAW_TRACEPOINT)
 		link = bpf_program__attach_raw_tracepoint(prog, p->symbol);
+	else if (retprobe)
+		link = attach_kretprobe(a, prog, p->symbol);
 	else
-		link = bpf_program__attach_kprobe(prog, retprobe, p->symbol);
+		link = bpf_program__attach_kprobe(prog, false, p->symbol);
 	if (!link)
 		return false;
 	a->links[a->nr_links++] = link;
@@ -217,6 +253,7 @@ static bool attach_one(struct nlt_agent *a, const char *prog_name, const struct 
  * that no tree starts before the probes inside it exist. */
 void nlt_attach_all(struct nlt_agent *a)
 {
+	nlt_kprobe_events_remove_stale();
 	attaching = true;
 	for (int pass = 0; pass < 2; pass++) {
 		for (int i = 0; i < NLT_NR_PROBES; i++) {
@@ -253,4 +290,6 @@ void nlt_detach_all(struct nlt_agent *a)
 {
 	while (a->nr_links)
 		bpf_link__destroy(a->links[--a->nr_links]);
+	while (a->nr_kprobe_events)
+		nlt_kprobe_events_remove(a->kprobe_events[--a->nr_kprobe_events]);
 }

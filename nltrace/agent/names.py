@@ -11,7 +11,8 @@ import json
 from nltrace import decode, uapi
 
 # The protocols whose message types have names of their own (decode.type_names).
-NAMED_PROTOCOLS = ("NETLINK_ROUTE", "NETLINK_NETFILTER", "NETLINK_SOCK_DIAG", "NETLINK_XFRM", "NETLINK_GENERIC")
+NAMED_PROTOCOLS = ("NETLINK_ROUTE", "NETLINK_NETFILTER", "NETLINK_SOCK_DIAG", "NETLINK_XFRM", "NETLINK_AUDIT",
+                   "NETLINK_GENERIC")
 # decode._kind's answer as one character (agent.h: nlt_type_name's kind)
 KIND_CHARS = {None: 0, "get": "g", "new": "n", "del": "d", "set": "s", "ack": "a"}
 

@@ -7,11 +7,11 @@
  * padding, so the layout is the same on x86-64 and on 32-bit ARM.
  */
 
-#define NLT_STREAM_VERSION 2
+#define NLT_STREAM_VERSION 3
 #define NLT_COMM_LEN 16
 #define NLT_GENL_NAMSIZ 16
 #define NLT_EXTACK_LEN 80
-#define NLT_MSG_CAPTURE 64
+#define NLT_MSG_CAPTURE 256   /* a batch of a few requests whole (nft's: begin, table, chains, end) */
 #define NLT_MAX_NODES 24
 #define NLT_MAX_DEPTH 12
 
@@ -47,7 +47,9 @@ enum nlt_func {
 	NLT_FN___netlink_kernel_create = 26,
 	NLT_FN_netlink_kernel_release = 27,
 	NLT_FN_netlink_overrun = 28,  /* a copy dropped: the receiver's buffer is full (ENOBUFS) */
-	NLT_FN_MAX = 29,
+	NLT_FN_nfnetlink_rcv_batch = 29,  /* module nfnetlink: an nftables batch, one transaction */
+	NLT_FN_netlink_broadcast_filtered = 30,  /* where the kernel has it: every broadcast passes it */
+	NLT_FN_MAX = 31,
 };
 
 /* nlt_record.flags */
@@ -67,7 +69,8 @@ enum nlt_config {
 	NLT_CFG_CMD = 7,             /* latency: only this genl cmd + 1 (0: all) */
 	NLT_CFG_RTNL_MUTEX = 8,      /* address of rtnl_mutex */
 	NLT_CFG_ARMED = 9,           /* BCC: set once every probe is attached and configured */
-	NLT_CFG_MAX = 10,
+	NLT_CFG_GENL_SPLIT_OPS = 10, /* address of genl_cmd_full_to_split: genl_get_cmd's 6.2+ arguments */
+	NLT_CFG_MAX = 11,
 };
 
 /* Indexes of the per-CPU counter array. */
@@ -93,7 +96,7 @@ struct nlt_node {
 	__u16 pad;
 	__u32 aux;                   /* netlink_ack: the errno it reports; genl_rcv_msg: the
 				      * command; netlink_insert: the
-				      * portid given; genl_bind, netlink_broadcast: the group;
+				      * portid given; genl_bind, netlink_broadcast(_filtered): the group;
 				      * netlink_unicast, __netlink_sendskb, netlink_overrun: the
 				      * receiver's portid */
 };

@@ -43,6 +43,7 @@ struct nlt_thread {
 	__u32 skip;                   /* this tree is filtered out: count depth only */
 	__u8 stack[NLT_MAX_DEPTH];    /* node index of each open frame */
 	__u32 pad;
+	__u64 genl_op;                /* genl_get_cmd's op, from its entry to its return */
 	struct nlt_record rec;
 };
 
@@ -270,7 +271,7 @@ static __always_inline void capture_protocol(struct nlt_thread *t, void *sk)
 static __always_inline void capture_skb(struct nlt_thread *t, void *skb)
 {
 	__u64 data = 0;
-	__u32 len = 0;
+	__u32 len = 0, size;
 
 	if (t->rec.msg_len || !skb)
 		return;
@@ -278,9 +279,11 @@ static __always_inline void capture_skb(struct nlt_thread *t, void *skb)
 	data = read_kptr((__u64)NLT_ADDR(skb, sk_buff, data));
 	if (!len || !data)
 		return;
-	/* Constant-size read: the skb head has room past the data. */
-	bpf_probe_read_kernel(t->rec.msg, NLT_MSG_CAPTURE, (void *)data);
-	t->rec.msg_len = len < NLT_MSG_CAPTURE ? len : NLT_MSG_CAPTURE;
+	/* The message's bytes only: what follows it in the skb head is not the sender's. */
+	size = len < NLT_MSG_CAPTURE ? len : NLT_MSG_CAPTURE;
+	if (bpf_probe_read_kernel(t->rec.msg, size, (void *)data))
+		return;
+	t->rec.msg_len = size;
 	t->rec.msg_total_len = len;
 	t->rec.skb = (__u64)skb;
 }
@@ -353,7 +356,8 @@ NLT_FUNCTION(netlink_recvmsg, 1,
  * own, and captures the message. A unicast notes its skb and the portid it
  * goes to; a broadcast its group (each copy is its own __netlink_sendskb).
  * int netlink_unicast(struct sock *ssk, struct sk_buff *skb, u32 portid, int nonblock)
- * int netlink_broadcast(struct sock *ssk, struct sk_buff *skb, u32 portid, u32 group, gfp_t) */
+ * int netlink_broadcast(struct sock *ssk, struct sk_buff *skb, u32 portid, u32 group, gfp_t)
+ * int netlink_broadcast_filtered(the same, then a filter and its data) */
 static __always_inline void delivery(__u32 func, void *ssk, void *skb, __u64 skb_noted, __u32 aux)
 {
 	struct nlt_thread *t = enter(func, 1);
@@ -369,6 +373,8 @@ NLT_FUNCTION(netlink_unicast, 1, delivery(NLT_FN_netlink_unicast, NLT_ARG(1), NL
 					  (__u64)NLT_ARG(2), (unsigned long)NLT_ARG(3)))
 NLT_FUNCTION(netlink_broadcast, 1, delivery(NLT_FN_netlink_broadcast, NLT_ARG(1), NLT_ARG(2),
 					    0, (unsigned long)NLT_ARG(4)))
+NLT_FUNCTION(netlink_broadcast_filtered, 1, delivery(NLT_FN_netlink_broadcast_filtered, NLT_ARG(1), NLT_ARG(2),
+						     0, (unsigned long)NLT_ARG(4)))
 
 /* int rtnetlink_rcv_msg(struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *) */
 static __always_inline void rtnl_dispatch(void *nlh)
@@ -408,6 +414,16 @@ NLT_FUNCTION(genl_family_rcv_msg_doit, 0,
 NLT_FUNCTION(genl_family_rcv_msg_dumpit, 0,
 	     genl_dispatch(NLT_FN_genl_family_rcv_msg_dumpit, 1, NLT_ARG(1), NLT_ARG(5)))
 
+/* Whether the tree's (first) message asks for a dump. */
+static __always_inline int message_is_dump(struct nlt_thread *t)
+{
+	__u16 flags = 0;
+
+	if (t->rec.msg_len >= 8)
+		__builtin_memcpy(&flags, t->rec.msg + 6, sizeof(flags));
+	return (flags & NLT_NLM_F_DUMP) == NLT_NLM_F_DUMP;
+}
+
 /* Where genl_family_rcv_msg_doit/dumpit are inlined (Debian's ARM 6.1
  * kernel), the family and handler come from the function that copies the
  * op genl_rcv_msg() dispatches to, the first such call in the tree:
@@ -418,15 +434,12 @@ static __always_inline void genl_op_found(void *family, __u64 i, int small)
 {
 	struct nlt_thread *t = current_tree();
 	__u64 ops = 0, handler = 0;
-	__u16 flags = 0;
 	int dump;
 
 	if (!t || t->rec.genl_family[0])
 		return;
 	NLT_READ(t->rec.genl_family, family, genl_family, name);
-	if (t->rec.msg_len >= 8)
-		__builtin_memcpy(&flags, t->rec.msg + 6, sizeof(flags));
-	dump = (flags & NLT_NLM_F_DUMP) == NLT_NLM_F_DUMP;
+	dump = message_is_dump(t);
 	if (small) {
 		ops = read_kptr((__u64)NLT_ADDR(family, genl_family, small_ops));
 		ops += i * NLT_SIZEOF(genl_small_ops);
@@ -444,6 +457,50 @@ static __always_inline void genl_op_found(void *family, __u64 i, int small)
 
 NLT_KPROBE(capture_genl_op_from_full) { genl_op_found(NLT_ARG(1), (unsigned long)NLT_ARG(2), 0); return 0; }
 NLT_KPROBE(capture_genl_op_from_small) { genl_op_found(NLT_ARG(1), (unsigned long)NLT_ARG(2), 1); return 0; }
+
+/* genl_rcv_msg's op lookup itself, where it calls no genl_op_from_* that can
+ * be probed (5.10 on the AST2500: nlctrl's full ops, genl_op_from_full
+ * inlined; 6.12: nlctrl's split ops): the family at its entry, the handler
+ * from the op it filled, at its return. (The genl_op_from_* calls seen
+ * there come later, from ctrl_fill_info walking the ops of the family a
+ * request asked about.)
+ * up to 6.1: int genl_get_cmd(u32 cmd, const struct genl_family *family, struct genl_ops *op)
+ * from 6.2:  int genl_get_cmd(u32 cmd, u8 flags, const struct genl_family *family,
+ *			       struct genl_split_ops *op)
+ * The config says which (from 6.2 the kernel has genl_cmd_full_to_split). A
+ * genl_split_ops begins with a union of { pre_doit, doit, post_doit } and
+ * { start, dumpit, done }: its handler is the second pointer either way. */
+static __always_inline void genl_cmd_lookup(void *arg2, void *arg3, void *arg4)
+{
+	struct nlt_thread *t = current_tree();
+	int split = config_get(NLT_CFG_GENL_SPLIT_OPS) != 0;
+
+	if (!t || t->rec.genl_family[0])
+		return;
+	NLT_READ(t->rec.genl_family, split ? arg3 : arg2, genl_family, name);
+	t->genl_op = (__u64)(split ? arg4 : arg3);
+}
+
+static __always_inline void genl_cmd_found(long ret)
+{
+	struct nlt_thread *t = current_tree();
+	__u64 op;
+
+	if (!t || !t->genl_op)
+		return;
+	op = t->genl_op;
+	t->genl_op = 0;
+	if (ret || t->rec.handler)
+		return;
+	if (config_get(NLT_CFG_GENL_SPLIT_OPS))
+		t->rec.handler = read_kptr(op + NLT_KPTR_SIZE);
+	else
+		t->rec.handler = read_kptr(message_is_dump(t) ? (__u64)NLT_ADDR(op, genl_ops, dumpit)
+							      : (__u64)NLT_ADDR(op, genl_ops, doit));
+}
+
+NLT_KPROBE(capture_genl_get_cmd) { genl_cmd_lookup(NLT_ARG(2), NLT_ARG(3), NLT_ARG(4)); return 0; }
+NLT_KRETPROBE(capture_ret_genl_get_cmd) { genl_cmd_found(NLT_RET()); return 0; }
 
 /* void netlink_ack(struct sk_buff *in_skb, struct nlmsghdr *nlh, int err,
  *		    const struct netlink_ext_ack *extack) */
@@ -479,6 +536,7 @@ static __always_inline void genl_message(void *nlh)
 
 NLT_FUNCTION(genl_rcv_msg, 0, genl_message(NLT_ARG(2)))
 NLT_FUNCTION(netlink_dump, 0, enter(NLT_FN_netlink_dump, 0))
+NLT_FUNCTION(nfnetlink_rcv_batch, 0, enter(NLT_FN_nfnetlink_rcv_batch, 0))
 NLT_FUNCTION(netlink_sendskb, 0, enter(NLT_FN_netlink_sendskb, 0))
 /* An skb queued on a user socket (the copy a reader will consume), or one
  * that did not fit in its buffer (the reader will read ENOBUFS instead), and

@@ -22,6 +22,9 @@ FRAGMENT_BEFORE_6_10 = KCONFIG_DIR / "nltrace-before-6.10.cfg"
 # buildable (full DWARF in vmlinux).
 REQUIRED = ("CONFIG_BPF_SYSCALL", "CONFIG_PERF_EVENTS", "CONFIG_KPROBES", "CONFIG_KPROBE_EVENTS",
             "CONFIG_BPF_EVENTS")
+# What nltrace build reads from the vmlinux on the build host: the running
+# kernel's config need not show them, so nltrace-agent --check leaves them out.
+BUILD_ONLY = ("CONFIG_DEBUG_INFO", "CONFIG_DEBUG_INFO_DWARF4", "CONFIG_DEBUG_INFO_REDUCED")
 _LINE = re.compile(r"^(?:(CONFIG_\w+)=(.*)|# (CONFIG_\w+) is not set)$")
 # kernel/configs.c wraps the gzipped config in these markers (CONFIG_IKCONFIG)
 _IKCONFIG_START, _IKCONFIG_END = b"IKCFG_ST", b"IKCFG_ED"

@@ -109,7 +109,7 @@ class BccSource:
                     self.bpf.attach_raw_tracepoint(tp=symbol.encode(), fn_name=probe.programs[0].encode())
                 else:
                     # the return first, so that no call's entry is seen without its return
-                    if probe.kind == "function":
+                    if len(probe.programs) == 2:
                         self.bpf.attach_kretprobe(event=symbol.encode(), fn_name=probe.programs[1].encode(),
                                                   maxactive=KRETPROBE_MAXACTIVE)
                     self.bpf.attach_kprobe(event=symbol.encode(), fn_name=probe.programs[0].encode())

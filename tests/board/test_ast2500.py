@@ -10,10 +10,6 @@ are read here with `nltrace flow/latency --input`. `make test-board` runs it.
 
 The trees are compared with the x86 agent's for the same workload, which
 tests/vm/test_agent.py leaves in $NLTRACE_VM_OUT/agent-x86/reference.json.
-
-KNOWN_GAPS are the checks these kernels fail today (issue 13), each marked
-as an expected failure with its cause: strict, so a fixed gap fails the run
-until its line goes.
 """
 
 import json
@@ -30,20 +26,8 @@ from harness.board import (AGENT_RUNS, build_and_boot, nltrace_build, test_agent
 from harness.tracer import ROOT, render  # noqa: E402
 from nltrace.decode import AF_MCTP  # noqa: E402
 
-KERNELS = ("6.12", "5.10")
-# (test, kernel) -> why it fails there today
-KNOWN_GAPS = {
-    **{(test, "5.10"): "5.10: a request's tree never completes once netlink_ack ran in it (the "
-       "agent counts it incomplete and drops it), so requests answered by an ack are missing"
-       for test in ("test_trees_match_x86", "test_latency_counts_exactly", "test_text_mode_and_jit_setting",
-                    "test_networkd_dumps_and_notifications", "test_mctp_over_rtnetlink")},
-    **{(test, "6.12"): "6.12 (aspeed): genl_family_rcv_msg_doit and the genl_op_from_* call of genl_rcv_msg's "
-       "op lookup are inlined; the genl_op_from_* calls seen come from ctrl_fill_info walking a family's ops, "
-       "so a genl tree gets no handler, and a CTRL_CMD_GETFAMILY the family it asked about"
-       for test in ("test_trees_match_x86", "test_text_mode_and_jit_setting", "test_ncsi_over_generic_netlink")},
-    ("test_networkd_dumps_and_notifications", "6.12"): "6.12: rtnetlink notifications go through "
-        "netlink_broadcast_filtered, so their copies are linked as unicast, not as broadcast deliveries",
-}
+# make test: 6.12; make test-board: each
+KERNELS = os.environ.get("NLTRACE_BOARD_KERNELS", "6.12 5.10").split()
 
 # Runs on the board, in /nltrace: --check's table and status, AGENT_RUNS,
 # then the BMC's own netlink users (tests/clients/bmcnl.c), JIT on: networkd's
@@ -72,15 +56,6 @@ def board_kernel(version):
     done = subprocess.run([os.path.join(ROOT, "tools", "arm", "kernel"), version], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout.strip().splitlines()[-1]
-
-
-@pytest.fixture(autouse=True)
-def known_gap(request):
-    """Marks this test as an expected failure where KNOWN_GAPS says so."""
-    kernel = getattr(request.node, "callspec", None) and request.node.callspec.params.get("board")
-    why = KNOWN_GAPS.get((request.node.originalname, kernel))
-    if why:
-        request.node.add_marker(pytest.mark.xfail(reason=why, strict=True))
 
 
 @pytest.fixture(scope="module", params=KERNELS)
@@ -125,7 +100,8 @@ def bmc_trees(board):
 def test_networkd_dumps_and_notifications(board):
     """A phosphor-networkd-like client: its bind names the six groups, its
     four dumps are named and handled, and each notification of `ip addr
-    add` and `ip addr del` reached it: one broadcast copy per message it read."""
+    add` and `ip addr del` reached it: each message it read is a broadcast
+    copy linked to the tree that sent it."""
     trees = bmc_trees(board)
     networkd = json.loads((board / "networkd.json").read_text())
     mine = [t for t in trees if t["pid"] == networkd["pid"]]
@@ -143,7 +119,11 @@ def test_networkd_dumps_and_notifications(board):
         assert any(d["portid"] == networkd["portid"] for d in change.get("deliveries", [])), change
     copies = [d for t in trees for d in t.get("deliveries", [])
               if d["portid"] == networkd["portid"] and d["via"] == "broadcast"]
-    assert len(copies) == len(networkd["notifications"]) and not any(d["dropped"] for d in copies)
+    assert copies and not any(d["dropped"] for d in copies)
+    # each notification it read is one of those copies, linked on the side
+    # that ended last (copies after its RTM_DELADDR stay unread: it stops there)
+    reads = [t for t in mine if t.get("from", {}).get("via") == "broadcast"]
+    assert len(reads) + sum("read_by" in d for d in copies) == len(networkd["notifications"])
     assert "RTM_NEWADDR" in networkd["notifications"] and networkd["notifications"][-1] == "RTM_DELADDR"
 
 

@@ -33,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../nltrace/agent/genl_family.h"
+
 #ifndef AF_MCTP
 #define AF_MCTP 45
 #endif
@@ -177,34 +179,9 @@ static int networkd(double seconds)
 	return done ? 0 : 1;
 }
 
-/* The id of a generic netlink family, or -errno. */
-static int genl_family(int fd, const char *name)
-{
-	struct genlmsghdr g = { .cmd = CTRL_CMD_GETFAMILY, .version = 1 };
-	struct msg m;
-	int len;
-
-	start(&m, GENL_ID_CTRL, 0, &g, sizeof(g));
-	put(&m, CTRL_ATTR_FAMILY_NAME, name, strlen(name) + 1);
-	if (send(fd, &m, m.n.nlmsg_len, 0) < 0)
-		die("send");
-	len = recv(fd, buf, sizeof(buf), 0);
-	if (len < 0)
-		die("recv");
-	struct nlmsghdr *n = (struct nlmsghdr *)buf;
-	if (n->nlmsg_type == NLMSG_ERROR)
-		return ((struct nlmsgerr *)NLMSG_DATA(n))->error;
-	len = n->nlmsg_len - NLMSG_LENGTH(GENL_HDRLEN);
-	for (struct nlattr *a = (struct nlattr *)((char *)NLMSG_DATA(n) + GENL_HDRLEN); len >= NLA_HDRLEN;
-	     len -= NLA_ALIGN(a->nla_len), a = (struct nlattr *)((char *)a + NLA_ALIGN(a->nla_len)))
-		if (a->nla_type == CTRL_ATTR_FAMILY_ID)
-			return *(unsigned short *)((char *)a + NLA_HDRLEN);
-	return -ENOENT;
-}
-
 static int ncsi(const char *ifname)
 {
-	int fd = nl_socket(NETLINK_GENERIC, 0), family = genl_family(fd, "NCSI");
+	int fd = nl_socket(NETLINK_GENERIC, 0), family = nlt_genl_family_id("NCSI");
 	unsigned int ifindex = if_nametoindex(ifname);
 	struct genlmsghdr g = { .cmd = NCSI_CMD_PKG_INFO };
 	struct msg m;

@@ -23,6 +23,8 @@ SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
 USER_MSG_TYPE = 0x20      # above NLMSG_MIN_TYPE: a user-to-user message type
+NETLINK_AUDIT = 9
+AUDIT_GET = 1000          # linux/audit.h: the audit status
 UNUSED_PROTOCOL = 31      # below MAX_LINKS (32), and no kernel registers it
 
 
@@ -119,6 +121,25 @@ def getfamily(args):
         msg["version"] = 1
         msg["attrs"] = [("CTRL_ATTR_FAMILY_NAME", args.name)]
         request(sock, msg, GENL_ID_CTRL, NLM_F_REQUEST | args.flags, args.seq + i)
+
+
+def audit_get(args):
+    """AUDIT_GET: the kernel's audit status (its reply comes from a kernel thread)."""
+    sock = open_socket(NETLINK_AUDIT)
+    for i in range(args.count):
+        request(sock, nlmsg(), AUDIT_GET, NLM_F_REQUEST | args.flags, args.seq + i)
+
+
+def bind_groups(args):
+    """One socket of --protocol bound to --groups: prints the errno (0 if it
+    bound), as a process without the capabilities a group needs sees it."""
+    sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, args.protocol)
+    try:
+        sock.bind((0, args.groups))
+        err = 0
+    except OSError as e:
+        err = e.errno
+    print(json.dumps({"pid": os.getpid(), "action": "bind", "errno": err}), flush=True)
 
 
 def batch(args):
@@ -249,6 +270,12 @@ def main():
     p = sub.add_parser("batch")
     p.add_argument("--indexes", type=int, nargs="+", required=True)
     p.set_defaults(fn=batch)
+    p = sub.add_parser("audit-get")
+    p.set_defaults(fn=audit_get)
+    p = sub.add_parser("bind")
+    p.add_argument("--protocol", type=int, required=True)
+    p.add_argument("--groups", type=lambda s: int(s, 0), required=True)
+    p.set_defaults(fn=bind_groups)
     p = sub.add_parser("getfamily")
     p.add_argument("--name", required=True)
     p.set_defaults(fn=getfamily)

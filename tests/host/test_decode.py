@@ -5,6 +5,7 @@ import struct
 from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, ctrlmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
+from nltrace import uapi
 from nltrace.decode import AF_MCTP, decode_message, errno_name, flag_names, protocol_name
 
 
@@ -114,6 +115,15 @@ def test_nfnetlink_batch_and_nftables_messages():
 def test_sock_diag_and_xfrm_types():
     assert decode_message(struct.pack("=IHHII", 16, 20, 0x301, 1, 0), 4)["type_name"] == "SOCK_DIAG_BY_FAMILY"
     assert decode_message(struct.pack("=IHHII", 16, 16, 1, 1, 0), 6)["type_name"] == "XFRM_MSG_NEWSA"
+
+
+def test_audit_types_from_the_uapi_header():
+    """NETLINK_AUDIT (9): requests and the kernel's records by name; the
+    header's range markers and its non-message macros are not types."""
+    assert decode_message(struct.pack("=IHHII", 16, 1000, 1, 1, 0), 9)["type_name"] == "AUDIT_GET"
+    assert decode_message(struct.pack("=IHHII", 16, 1300, 0, 0, 0), 9)["type_name"] == "AUDIT_SYSCALL"
+    assert "AUDIT_FIRST_USER_MSG" not in uapi.audit_types().values()
+    assert all(1000 <= t < 3000 for t in uapi.audit_types())
 
 
 def test_uevent_shows_its_first_line():

@@ -38,7 +38,7 @@ def test_catalogue_covers_the_enum_once():
 
 def test_genl_op_captures_attach_only_where_the_genl_dispatch_is_inlined():
     stand_ins = [p for p in CATALOGUE if p.stands_in_for == GENL_DISPATCH]
-    assert {p.name for p in stand_ins} == {"genl_op_from_full", "genl_op_from_small"}
+    assert {p.name for p in stand_ins} == {"genl_op_from_full", "genl_op_from_small", "genl_get_cmd"}
     both = {"genl_family_rcv_msg_doit": "genl_family_rcv_msg_doit",
             "genl_family_rcv_msg_dumpit": "genl_family_rcv_msg_dumpit"}
     for probe in stand_ins:
@@ -46,6 +46,15 @@ def test_genl_op_captures_attach_only_where_the_genl_dispatch_is_inlined():
         assert needed(probe, dict(both, genl_family_rcv_msg_doit=None))            # ARM 6.1: inlined
         assert needed(probe, {})
     assert all(needed(p, both) for p in CATALOGUE if not p.stands_in_for)
+    assert {p.name for p in CATALOGUE if p.stands_in_for} == {p.name for p in stand_ins} | {"netlink_broadcast"}
+
+
+def test_netlink_broadcast_attaches_only_where_the_kernel_has_no_filtered_variant():
+    """5.10 and 6.12 have netlink_broadcast_filtered, which netlink_broadcast
+    calls and some notifiers call directly; 6.1 has netlink_broadcast only."""
+    (broadcast,) = [p for p in CATALOGUE if p.name == "netlink_broadcast"]
+    assert not needed(broadcast, {"netlink_broadcast_filtered": "netlink_broadcast_filtered"})
+    assert needed(broadcast, {"netlink_broadcast_filtered": None})
 
 
 def test_layout_has_no_implicit_padding():

@@ -40,14 +40,16 @@ def test_the_live_source_keeps_the_contract():
 def test_words_encode_the_options():
     config = TraceConfig.for_latency("message", {"protocol": 16, "type": 0, "cmd": None},
                                      pid=42, comm="nlload")
-    words = config.words({"rtnl_msg_handlers": 0xffff0000, "rtnl_mutex": 0xffff1000})
+    words = config.words({"rtnl_msg_handlers": 0xffff0000, "rtnl_mutex": 0xffff1000,
+                          "genl_cmd_full_to_split": 0xffff2000})
     raw = b"nlload".ljust(16, b"\0")
     assert words == {
         C.NLT_CFG_PID: 42, C.NLT_CFG_SKIP_RECV: 1,
         C.NLT_CFG_COMM_LO: int.from_bytes(raw[:8], sys.byteorder),
         C.NLT_CFG_COMM_HI: int.from_bytes(raw[8:], sys.byteorder),
         C.NLT_CFG_PROTOCOL: 17, C.NLT_CFG_TYPE: 1, C.NLT_CFG_CMD: 0,   # + 1: 0 is "any"
-        C.NLT_CFG_RTNL_HANDLERS: 0xffff0000, C.NLT_CFG_RTNL_MUTEX: 0xffff1000}
+        C.NLT_CFG_RTNL_HANDLERS: 0xffff0000, C.NLT_CFG_RTNL_MUTEX: 0xffff1000,
+        C.NLT_CFG_GENL_SPLIT_OPS: 0xffff2000}
     flow = TraceConfig.for_flow().words({})
     assert set(flow.values()) == {0}
     # every word but NLT_CFG_ARMED (the BCC loader's own state) comes from the table

@@ -189,3 +189,23 @@ def test_a_broadcast_nobody_hears_is_not_an_error(recorded_stream):
     unheard = [n for t in load(recorded_stream) for n in walk(t["root"]) if n["func"] == "netlink_broadcast"
                and n["ret"] == -3]
     assert unheard and all(n.get("no_listener") and "errno" not in n for n in unheard)
+
+
+def test_an_nft_batch_lists_each_of_its_messages(recorded_stream):
+    """tools/traffic's nft -f (a table and two chains) is one sendmsg: its
+    tree lists begin, table, chains and end, with nft's consecutive seqs,
+    and runs them in nfnetlink_rcv_batch."""
+    (batch,) = [t for t in load(recorded_stream) if t["comm"] == "nft" and t["message"]
+                and t["message"]["type_name"] == "NFNL_MSG_BATCH_BEGIN" and len(t.get("messages", ())) == 5]
+    names = [m["type_name"] for m in batch["messages"]]
+    assert names == ["NFNL_MSG_BATCH_BEGIN", "NFT_MSG_NEWTABLE", "NFT_MSG_NEWCHAIN", "NFT_MSG_NEWCHAIN",
+                     "NFNL_MSG_BATCH_END"]
+    seqs = [m["seq"] for m in batch["messages"]]
+    assert seqs == list(range(seqs[0], seqs[0] + 5))
+    assert "nfnetlink_rcv_batch" in funcs(batch["root"])
+
+
+def test_audit_requests_by_name(recorded_stream):
+    """tools/traffic's AUDIT_GET (seq 700) over NETLINK_AUDIT."""
+    (get,) = by_seq(load(recorded_stream), 700)
+    assert (get["protocol"], get["message"]["type_name"]) == ("NETLINK_AUDIT", "AUDIT_GET")

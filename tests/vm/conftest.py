@@ -27,6 +27,9 @@ def tracer():
     if not os.path.isdir("/sys/bus/event_source/devices/kprobe"):
         # Never a silent pass or skip off a real kernel: these tests fail.
         pytest.fail("tests/vm needs a kernel with kprobes: run them with `make test-vm`")
+    # nfnetlink_rcv_batch is in a module, traced when it is loaded as
+    # nltrace starts (as on a machine where nft has run)
+    subprocess.run(["modprobe", "nfnetlink"], check=True)
     t = Tracer(nltrace("flow", "--json"))
     yield t
     t.stop()

@@ -21,6 +21,7 @@ import pytest
 from conftest import CLIENT, ROOT
 from harness.shapes import N, as_shown, assert_shape, matches, shape
 from harness.tracer import Tracer, nltrace
+from nltrace.decode import protocol_name
 from nltrace.trees import walk
 
 
@@ -304,9 +305,9 @@ def test_every_message_of_one_sendmsg(tracer):
 
 # --- protocols beyond route and generic, by name ------------------------
 
-def test_ethtool_and_nft_by_name(tracer):
-    """ethtool's generic-netlink requests name family and command; nft's
-    batch names its nfnetlink messages (from the kernel's uapi headers)."""
+def test_ethtool_by_name(tracer):
+    """ethtool's generic-netlink requests name family and command (from the
+    kernel's uapi headers)."""
     proc, trees = tracer.run(["ethtool", "lo"])
     assert proc.returncode == 0, proc.stderr
     sends = [t for t in trees if t["comm"] == "ethtool" and t["root"]["func"] == "netlink_sendmsg"
@@ -316,14 +317,40 @@ def test_ethtool_and_nft_by_name(tracer):
         assert t["message"]["cmd_name"].startswith("ETHTOOL_MSG_") and t["message"]["cmd_name"].endswith("_GET")
     assert "ETHTOOL_MSG_LINKINFO_GET" in {t["message"]["cmd_name"] for t in sends}
 
-    proc, trees = tracer.run(["nft", "add", "table", "inet", "nltrace_test"])
+
+NFT_HEADERS = re.compile(r"nlmsg_type=([\w<|]+), nlmsg_flags=([\w|]+), nlmsg_seq=(\d+)")
+
+
+def test_every_message_of_an_nft_batch(tracer, tmp_path):
+    """nft -f with a table and two chains sends one batch (begin, table,
+    chains, end) in one sendmsg: its tree lists each message, with the
+    names and seqs strace decodes, and runs it in nfnetlink_rcv_batch."""
+    log, script = tmp_path / "strace.txt", tmp_path / "batch.nft"
+    script.write_text("add table inet nltrace_test\nadd chain inet nltrace_test a\nadd chain inet nltrace_test b\n")
+    proc, trees = tracer.run(["strace", "-f", "-qq", "-e", "trace=sendmsg", "-s", "4096", "-o", str(log),
+                              "nft", "-f", str(script)])
     subprocess.run(["nft", "delete", "table", "inet", "nltrace_test"], check=False)
     assert proc.returncode == 0, proc.stderr
-    sends = [t for t in trees if t["comm"] == "nft" and t["root"]["func"] == "netlink_sendmsg"]
-    assert {t["protocol"] for t in sends} == {"NETLINK_NETFILTER"}
-    names = [t["message"]["type_name"] for t in sends]
-    assert None not in names, names
-    assert "NFNL_MSG_BATCH_BEGIN" in names
+    (batch_call,) = [line for line in log.read_text().splitlines() if "NFNL_MSG_BATCH_BEGIN" in line]
+    want = [(kind.split("|")[-1], set(flags.split("|")), int(seq))
+            for kind, flags, seq in NFT_HEADERS.findall(batch_call)]
+    assert len(want) == 5, batch_call
+    pid = int(batch_call.split()[0])
+    (tree,) = [t for t in sendmsg_trees(trees, pid) if t["message"]["type_name"] == "NFNL_MSG_BATCH_BEGIN"]
+    assert tree["protocol"] == "NETLINK_NETFILTER"
+    assert [(m["type_name"], set(m["flags"]), m["seq"]) for m in tree["messages"]] == want
+    assert all(m["errno"] is None for m in tree["messages"])
+    assert [n["func"] for n in walk(tree["root"])].count("nfnetlink_rcv_batch") == 1
+
+
+def test_audit_by_name(tracer):
+    """NETLINK_AUDIT: three AUDIT_GET, three trees named from linux/audit.h."""
+    proc, trees = tracer.run(client("--count", "3", "--seq", "700", "audit-get"))
+    assert proc.returncode == 0, proc.stderr
+    sent = sent_by(proc)
+    mine = sendmsg_trees(trees, sent[0]["pid"])
+    assert [(t["protocol"], t["message"]["type_name"], t["message"]["seq"]) for t in mine] == \
+        [("NETLINK_AUDIT", "AUDIT_GET", m["seq"]) for m in sent]
 
 
 # --- a socket's life ----------------------------------------------------
@@ -378,6 +405,23 @@ def test_socket_lifecycle(tracer):
     freed = [t["socket"].get("portid") for t in by_root["netlink_release"]]
     assert sorted(filter(None, freed)) == sorted(bound + [autobound]) and freed.count(None) == 1
 
+
+
+def test_a_group_that_needs_privileges_is_eperm(tracer):
+    """bind() to a multicast group without the capability it needs: EPERM
+    from netlink_bind itself (NETLINK_XFRM lets no unprivileged socket
+    listen) and from the family's bind callback (NETLINK_AUDIT's log group
+    needs CAP_AUDIT_READ). Root without capabilities, so the client can
+    still read its files."""
+    for protocol in (6, 9):
+        proc, trees = tracer.run(["setpriv", "--bounding-set=-all", "--inh-caps=-all", "--",
+                                  *client("bind", "--protocol", str(protocol), "--groups", "1")])
+        assert proc.returncode == 0, proc.stderr
+        (sent,) = sent_by(proc)
+        assert sent["errno"] == errno.EPERM
+        (bind,) = [t for t in trees if t["pid"] == sent["pid"] and t["root"]["func"] == "netlink_bind"]
+        assert bind["error"]["name"] == "EPERM" and bind["socket"]["groups"] == [1]
+        assert bind["protocol"] == protocol_name(protocol)
 
 
 def netlink_sockets(netns=None):
