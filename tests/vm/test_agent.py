@@ -39,13 +39,32 @@ def agent():
     return os.path.join(OUT, "nltrace-agent")
 
 
+def agent_kprobe_events():
+    """The return probes agents made in tracefs (kprobe_events.c) that remain."""
+    with open("/sys/kernel/tracing/kprobe_events") as f:
+        return [line for line in f if ":nltrace/nlt_" in line]
+
+
 def run_agent(agent, args, workload):
     """Start the agent, wait until it is attached (its ready file), run
-    workload (argv), then Ctrl-C it. Returns (stdout lines, stderr lines)."""
+    workload (argv), then Ctrl-C it; nothing of it may remain in tracefs.
+    Returns (stdout lines, stderr lines)."""
     tool = Tracer([agent, *args], parse=str)
     subprocess.run(workload, check=True)
     assert tool.stop(signal.SIGINT) == 0, tool.stderr
+    assert agent_kprobe_events() == []
     return tool.stdout, tool.stderr
+
+
+def test_a_killed_agents_return_probes_are_removed_by_the_next(agent):
+    """kill -9 leaves the agent's kprobe_events behind; the next agent
+    removes them as it starts (and its own as it ends)."""
+    tool = Tracer([agent, "-o", "/dev/null"], parse=str)
+    tool.proc.kill()
+    assert tool.stop() == -signal.SIGKILL
+    left = agent_kprobe_events()
+    assert left and all(f"nlt_{tool.proc.pid}_" in line for line in left), left
+    run_agent(agent, ["-o", "/dev/null"], ["true"])
 
 
 @pytest.fixture(scope="module")
