@@ -171,7 +171,7 @@ def socket_of(facts, root):
         out["nr_groups"] = facts["groups"]
     elif func == "netlink_release" and facts["portid"]:
         out["portid"] = facts["portid"]
-    inserted = [n["portid"] for n in walk(root) if n["func"] == "netlink_insert"] if root else []
+    inserted = [n["portid"] for n in walk(root) if n["func"] == "netlink_insert" and not n.get("errno")] if root else []
     if inserted:
         out["portid"] = inserted[-1]
     joined = [n["group"] for n in walk(root) if n["func"] == "genl_bind"] if root else []

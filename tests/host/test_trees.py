@@ -209,3 +209,12 @@ def test_audit_requests_by_name(recorded_stream):
     """tools/traffic's AUDIT_GET (seq 700) over NETLINK_AUDIT."""
     (get,) = by_seq(load(recorded_stream), 700)
     assert (get["protocol"], get["message"]["type_name"]) == ("NETLINK_AUDIT", "AUDIT_GET")
+
+
+def test_a_refused_bind_names_no_portid(recorded_stream):
+    """The sockets client's bind to a portid in use (EADDRINUSE): its failed
+    netlink_insert gives the socket no portid (the portid is another socket's)."""
+    refused = [t for t in load(recorded_stream) if t["root"]["func"] == "netlink_bind" and t["error"]
+               and t["error"]["name"] == "EADDRINUSE"]
+    assert len(refused) == 1 and "netlink_insert" in funcs(refused[0]["root"])
+    assert "portid" not in refused[0]["socket"]

@@ -387,6 +387,7 @@ def test_socket_lifecycle(tracer):
     (in_use,) = [t for t in by_root["netlink_bind"] if t["error"]]
     (refused,) = [c for c in calls if c["action"] == "bind" and c["errno"]]
     assert in_use["error"]["name"] == "EADDRINUSE" and in_use["socket"]["portid_asked"] == refused["portid"]
+    assert "portid" not in in_use["socket"]      # the portid is the other socket's
 
     assert len(by_root["netlink_connect"]) == n
     # Each socket's trees share its struct socket: create, bind, connect, close.
