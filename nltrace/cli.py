@@ -119,7 +119,7 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
     out = Console(highlight=False, soft_wrap=True)
     t0 = None
 
-    def show(tree):
+    def show(tree, _capture):
         nonlocal t0
         if as_json:
             sys.stdout.write(json_line(tree) + "\n")   # flushed once per batch: a write per tree costs

@@ -7,6 +7,7 @@ the kernel programs were compiled with; nothing is restated by hand.
 import re
 import struct
 from importlib import resources
+from typing import NamedTuple
 
 import cffi
 
@@ -78,6 +79,18 @@ def parse_record(data):
     if len(data) < need:
         raise ValueError(f"record of {len(data)} bytes holds fewer nodes than its count ({rec.nr_nodes})")
     return rec
+
+
+class Capture(NamedTuple):
+    """The message bytes a record holds, as the kernel program copied them."""
+    data: bytes      # at most NLT_MSG_CAPTURE bytes of the message(s); b"" for socket trees
+    length: int      # the skb's length: what was there in full
+
+
+def capture_of(rec):
+    if rec.flags & C.NLT_REC_SOCKET:
+        return Capture(b"", 0)
+    return Capture(bytes(ffi.buffer(rec.msg, rec.msg_len)), rec.msg_total_len)
 
 
 HIST_HEAD_SIZE = ffi.sizeof("struct nlt_hist_head")

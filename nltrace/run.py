@@ -118,22 +118,24 @@ def read_records(source, on_record, duration, on_heartbeat=lambda: None):
 
 
 def flow(source, filters, show, on_malformed, duration, on_heartbeat=lambda: None):
-    """Trees of source that pass filters, each to show(tree); a record that
-    cannot be parsed to on_malformed(ValueError). Returns the Outcome."""
+    """Trees of source that pass filters, each to show(tree, capture) (capture:
+    the records.Capture of its message bytes); a record that cannot be parsed
+    to on_malformed(ValueError). Returns the Outcome."""
     shown = malformed = 0
     links = Links()
 
     def on_record(raw):
         nonlocal shown, malformed
         try:
-            tree = links.add(assemble(records.parse_record(raw), source.symbolize))
+            rec = records.parse_record(raw)
+            tree = links.add(assemble(rec, source.symbolize))
         except ValueError as e:
             malformed += 1
             on_malformed(e)
             return
         if filters.match(tree):
             shown += 1
-            show(tree)
+            show(tree, records.capture_of(rec))
 
     outcome = read_records(source, on_record, duration, on_heartbeat)
     outcome.shown, outcome.malformed = shown, malformed

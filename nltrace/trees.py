@@ -94,8 +94,8 @@ def assemble(rec, symbolize):
         mark_signals(root)
 
     facts = records.socket_facts(rec)
-    message = None if rec.flags & C.NLT_REC_SOCKET else decode_message(
-        bytes(records.ffi.buffer(rec.msg, rec.msg_len)), rec.protocol, family)
+    capture = records.capture_of(rec).data
+    message = None if rec.flags & C.NLT_REC_SOCKET else decode_message(capture, rec.protocol, family)
 
     err = rec.error
     if not err and root and root["ret"] is not None and -4095 <= root["ret"] < 0:
@@ -121,7 +121,7 @@ def assemble(rec, symbolize):
         tree["skb"] = hex(rec.skb)
     sent = []
     if root and root["func"] == "netlink_sendmsg" and not rec.flags & C.NLT_REC_SOCKET:
-        sent = buffer_heads(bytes(records.ffi.buffer(rec.msg, rec.msg_len)), rec.protocol, family)
+        sent = buffer_heads(capture, rec.protocol, family)
     messages = messages_of(root, sent) if root else []
     if messages:
         tree["messages"] = messages
