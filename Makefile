@@ -16,7 +16,7 @@ APT_PACKAGES := python3-venv python3-bpfcc bpfcc-tools bpftrace dwarves iproute2
 	qemu-system-x86 linux-image-amd64 linux-headers-amd64 bpftool gcc libc6-dev \
 	clang llvm libbpf-dev libelf-dev zlib1g-dev busybox-static \
 	gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-system-arm device-tree-compiler cpio \
-	ethtool nftables flex bison bc libssl-dev
+	ethtool nftables flex bison bc libssl-dev tshark
 
 .PHONY: install demo test test-host test-vm test-arm test-board vm bench
 

@@ -105,8 +105,12 @@ def skipped_text(skipped):
 @buffer_option
 @kprobes_option
 @ready_file_option
+@click.option("--pcapng", "pcapng_path", metavar="FILE", help="Also write the trees' messages to FILE for "
+              "Wireshark (as nltrace export --to pcapng).")
+@click.option("--perfetto", "perfetto_path", metavar="FILE", help="Also write the trees to FILE as a Perfetto "
+              "trace (as nltrace export --to perfetto).")
 def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, no_recv, all_probes,
-         buffer_mb, kprobes, ready_file):
+         buffer_mb, kprobes, ready_file, pcapng_path, perfetto_path):
     """Live call trees, one per netlink message."""
     from nltrace.config import TraceConfig
     from nltrace.filters import Filters
@@ -127,17 +131,45 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
             t0 = tree["ts_ns"] if t0 is None else t0
             out.print(render_tree(tree, t0), crop=False)
 
-    def on_malformed(error):
-        click.echo(f"nltrace: skipped a malformed record: {error}", err=True)
-
-    try:
-        outcome = run.flow(source, filters, show, on_malformed, duration, on_heartbeat=sys.stdout.flush)
-    finally:
-        source.close()
+    exports = [(fmt, path) for fmt, path in (("pcapng", pcapng_path), ("perfetto", perfetto_path)) if path]
+    outcome = run_flow(source, filters, show, duration, exports)
     counts = outcome.counters
     click.echo(f"nltrace: {outcome.shown} trees shown, {counts.get('lost', 0)} lost, "
                f"{counts.get('truncated', 0)} truncated, {counts.get('incomplete', 0)} incomplete"
                + skipped_text(outcome.skipped), err=True)
+    if outcome.malformed:
+        raise NltraceError(f"{outcome.malformed} malformed records were skipped")
+
+
+def run_flow(source, filters, show, duration, exports):
+    """run.flow() into show and the exports ((format, path) each); what each
+    export wrote, on stderr."""
+    from nltrace.exports import open_exports
+
+    def on_malformed(error):
+        click.echo(f"nltrace: skipped a malformed record: {error}", err=True)
+
+    writers = []
+    try:
+        with open_exports(exports, source.realtime_offset_ns) as writers:
+            return run.flow(source, filters, show, on_malformed, duration, on_heartbeat=sys.stdout.flush,
+                            exports=writers)
+    finally:
+        source.close()
+        for writer in writers:    # also when the input ends in the middle: what was written is whole
+            click.echo(f"nltrace: wrote {writer.summary()}", err=True)
+
+
+@main.command()
+@click.argument("input_path", metavar="INPUT")
+@click.option("--to", "fmt", type=click.Choice(["pcapng", "perfetto"]), required=True,
+              help="pcapng: the messages, for Wireshark/tshark; perfetto: the call trees, for ui.perfetto.dev.")
+@click.option("-o", "--output", required=True, metavar="FILE|-", help="Where to write it.")
+def export(input_path, fmt, output):
+    """Export a recorded stream (nltrace record, nltrace-agent; - for stdin)."""
+    from nltrace.filters import Filters
+    outcome = run_flow(StreamSource(input_path, "flow"), Filters(), lambda tree, capture: None, None,
+                       [(fmt, output)])
     if outcome.malformed:
         raise NltraceError(f"{outcome.malformed} malformed records were skipped")
 

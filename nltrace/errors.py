@@ -27,3 +27,7 @@ class BadInput(NltraceError):
 
 class BadFilter(NltraceError):
     """A filter that names nothing on this kernel (--protocol, --type)."""
+
+
+class CannotWrite(NltraceError):
+    """An output that cannot be opened or written: a missing directory, a full disk."""

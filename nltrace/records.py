@@ -85,12 +85,13 @@ class Capture(NamedTuple):
     """The message bytes a record holds, as the kernel program copied them."""
     data: bytes      # at most NLT_MSG_CAPTURE bytes of the message(s); b"" for socket trees
     length: int      # the skb's length: what was there in full
+    protocol: int    # the socket's netlink protocol, 0xffff if unknown
 
 
 def capture_of(rec):
     if rec.flags & C.NLT_REC_SOCKET:
-        return Capture(b"", 0)
-    return Capture(bytes(ffi.buffer(rec.msg, rec.msg_len)), rec.msg_total_len)
+        return Capture(b"", 0, rec.protocol)
+    return Capture(bytes(ffi.buffer(rec.msg, rec.msg_len)), rec.msg_total_len, rec.protocol)
 
 
 HIST_HEAD_SIZE = ffi.sizeof("struct nlt_hist_head")

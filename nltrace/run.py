@@ -117,10 +117,11 @@ def read_records(source, on_record, duration, on_heartbeat=lambda: None):
     return Outcome(skipped=skipped, counters=source.counters())
 
 
-def flow(source, filters, show, on_malformed, duration, on_heartbeat=lambda: None):
-    """Trees of source that pass filters, each to show(tree, capture) (capture:
-    the records.Capture of its message bytes); a record that cannot be parsed
-    to on_malformed(ValueError). Returns the Outcome."""
+def flow(source, filters, show, on_malformed, duration, on_heartbeat=lambda: None, exports=()):
+    """Trees of source that pass filters, each to show(tree, capture) and to
+    every exports' add(tree, capture) (capture: the records.Capture of its
+    message bytes); a record that cannot be parsed to
+    on_malformed(ValueError). Returns the Outcome."""
     shown = malformed = 0
     links = Links()
 
@@ -135,7 +136,10 @@ def flow(source, filters, show, on_malformed, duration, on_heartbeat=lambda: Non
             return
         if filters.match(tree):
             shown += 1
-            show(tree, records.capture_of(rec))
+            capture = records.capture_of(rec)
+            show(tree, capture)
+            for export in exports:
+                export.add(tree, capture)
 
     outcome = read_records(source, on_record, duration, on_heartbeat)
     outcome.shown, outcome.malformed = shown, malformed

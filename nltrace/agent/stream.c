@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
@@ -30,21 +31,27 @@ void nlt_list_add(char *list, size_t size, const char *name)
 
 void nlt_write_header(struct nlt_agent *a)
 {
+	struct timespec real, mono;
 	struct utsname u;
 	char json[4096];
 	int n;
 
 	uname(&u);
+	clock_gettime(CLOCK_REALTIME, &real);
+	clock_gettime(CLOCK_MONOTONIC, &mono);
 	/* A kernel release holds no quotes or backslashes, a probe name neither. */
 	n = snprintf(json, sizeof(json),
 		     "{\"version\":%d,\"record_size\":%u,\"node_size\":%u,\"arch\":\"%s\","
 		     "\"pointer_size\":%u,\"endianness\":\"%s\",\"kernel_release\":\"%s\","
-		     "\"built_for\":\"%s\",\"clock\":\"CLOCK_MONOTONIC\",\"source\":\"nltrace-agent\","
+		     "\"built_for\":\"%s\",\"clock\":\"CLOCK_MONOTONIC\",\"realtime_offset_ns\":%lld,"
+		     "\"source\":\"nltrace-agent\","
 		     "\"mode\":\"%s\",\"probes\":[%s],\"not_traced\":[%s]}",
 		     NLT_STREAM_VERSION, (unsigned)sizeof(struct nlt_record),
 		     (unsigned)sizeof(struct nlt_node), u.machine, (unsigned)sizeof(void *),
 		     __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? "little" : "big", u.release,
-		     NLT_BUILD_RELEASE, a->opt.latency ? "latency" : "flow", a->attached, a->missing);
+		     NLT_BUILD_RELEASE,
+		     (long long)(real.tv_sec - mono.tv_sec) * 1000000000LL + (real.tv_nsec - mono.tv_nsec),
+		     a->opt.latency ? "latency" : "flow", a->attached, a->missing);
 	fwrite("NLTRACE", 8, 1, a->out);   /* the magic, with its NUL */
 	nlt_write_frame(a, NLT_FRAME_HEADER, json, n, NULL, 0);
 }

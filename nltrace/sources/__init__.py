@@ -23,6 +23,9 @@ class Source(Protocol):
     check its deadline (run.drive)."""
 
     mode: str   # "flow" (records) or "latency" (histograms)
+    # CLOCK_REALTIME - CLOCK_MONOTONIC when the trace began, to date the records'
+    # monotonic timestamps; None for a stream that did not say.
+    realtime_offset_ns: Optional[int]
 
     def records(self) -> Iterator[Optional[bytes]]:
         """Raw struct nlt_record bytes, in commit order, until the input ends."""

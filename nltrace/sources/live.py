@@ -52,6 +52,7 @@ class BccSource:
         from bcc import BPF  # imported here so that doctor and --input work without BCC
 
         self.mode = config.mode
+        self.realtime_offset_ns = time.time_ns() - time.monotonic_ns()
         wanted, self.missing = config.plan(symbols)
         cflags = ["-DNLT_BCC", f"-I{BPF_DIR}"] + _layout_cflags()
         if config.mode == "flow":
@@ -255,4 +256,5 @@ def stream_meta(source):
     """The header of a stream that `nltrace record` writes from source."""
     return {"arch": os.uname().machine, "pointer_size": ctypes.sizeof(ctypes.c_void_p),
             "endianness": sys.byteorder, "kernel_release": os.uname().release,
-            "clock": "CLOCK_MONOTONIC", "source": "bcc", "probes": source.attached}
+            "clock": "CLOCK_MONOTONIC", "realtime_offset_ns": source.realtime_offset_ns,
+            "source": "bcc", "probes": source.attached}

@@ -22,6 +22,7 @@ class StreamSource:
         self._frames = read_frames(self.file)
         self.meta = self._next_frame()[1]
         self.mode = self.meta.get("mode", "flow")
+        self.realtime_offset_ns = self.meta.get("realtime_offset_ns")
         self._symbols = {}
         self._counters = {}
         if self.mode != mode:

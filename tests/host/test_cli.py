@@ -2,6 +2,7 @@
 non-zero exit, never a traceback."""
 
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -105,3 +106,32 @@ def test_latency_type_resolution():
                           (["--protocol", "FOO"], b"unknown protocol")):
         out = nltrace("latency", *args)
         assert out.returncode == 1 and message in out.stderr and b"Traceback" not in out.stderr
+
+
+def test_export_of_a_cut_stream_keeps_what_it_holds(recorded_stream, tmp_path):
+    """A stream cut inside a record: the export holds every tree before the
+    cut, says what it wrote, and the command fails naming the cut."""
+    data = open(recorded_stream, "rb").read()
+    cut = tmp_path / "cut.nltrace"
+    cut.write_bytes(data[:len(data) * 2 // 3])
+    whole = nltrace("flow", "--input", str(cut), "--json")
+    trees = [json.loads(line) for line in whole.stdout.splitlines()]
+    out = tmp_path / "cut.pcapng"
+    result = nltrace("export", str(cut), "--to", "pcapng", "-o", str(out))
+    err = result.stderr.decode()
+    assert result.returncode == 1 and "ends inside" in err and "Traceback" not in err, err
+    assert f"wrote {out} (pcapng)" in err
+    frames = subprocess.run(["tshark", "-r", str(out), "-T", "fields", "-e", "frame.comment"],
+                            capture_output=True, text=True, check=True).stdout
+    exported = {int(n) for n in re.findall(r"\btree=(\d+)", frames)}
+    assert trees and exported and max(exported) == max(t["id"] for t in trees if t["message"]
+                                                         and t["protocol"] != "NETLINK_KOBJECT_UEVENT")
+
+
+def test_flow_writes_what_export_writes(recorded_stream, tmp_path):
+    exported, written = tmp_path / "export.pcapng", tmp_path / "flow.pcapng"
+    assert nltrace("export", recorded_stream, "--to", "pcapng", "-o", str(exported)).returncode == 0
+    flow = nltrace("flow", "--input", recorded_stream, "--json", "--pcapng", str(written))
+    assert flow.returncode == 0 and exported.read_bytes() == written.read_bytes()
+    missing = nltrace("export", recorded_stream, "--to", "pcapng", "-o", str(tmp_path / "no" / "x.pcapng"))
+    assert missing.returncode == 1 and missing.stderr.decode().startswith("nltrace: cannot write")
