@@ -4,6 +4,7 @@ import shutil
 import struct
 import subprocess
 import xml.etree.ElementTree as ET
+from importlib import resources
 
 import pytest
 
@@ -18,11 +19,18 @@ GENERIC = PROTOCOL_VALUES["NETLINK_GENERIC"]
 OFFSET_NS = 1_700_000_000 * 10**9
 
 
+PLUGIN = resources.files("nltrace") / "exports" / "nltrace.lua"
+
+
 @pytest.fixture(scope="module")
-def exported(recorded_stream, tmp_path_factory):
+def path(tmp_path_factory):
+    return tmp_path_factory.mktemp("pcapng") / "trace.pcapng"
+
+
+@pytest.fixture(scope="module")
+def exported(recorded_stream, path):
     """(trees by id with their captures, tshark's PDML packets) of the recorded stream's export."""
     assert shutil.which("tshark"), "tshark is missing: make install installs it"
-    path = tmp_path_factory.mktemp("pcapng") / "trace.pcapng"
     source = StreamSource(recorded_stream, "flow")
     export = Export("pcapng", str(path), OFFSET_NS)
     trees = {}
@@ -95,3 +103,15 @@ def test_comments_carry_the_trees_facts(exported):
         seen += 1
     assert seen and any(words(f["frame.comment"][0][0]).get("errno") for f in map(fields, packets))
 
+
+
+def test_the_wireshark_plugin_makes_columns_of_the_comments(exported, path):
+    trees, _ = exported
+    out = subprocess.run(["tshark", "-X", f"lua_script:{PLUGIN}", "-r", str(path), "-T", "fields",
+                          "-e", "nltrace.tree", "-e", "nltrace.pid", "-e", "nltrace.comm", "-e", "nltrace.handler"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line.split("\t") for line in out.splitlines() if line.split("\t")[0]]
+    assert len(rows) == sum(1 for _, c in trees.values() if c.data and c.protocol != UEVENT)
+    for tree_id, pid, comm, handler in rows:
+        tree, _ = trees[int(tree_id)]
+        assert (int(pid), comm, handler or None) == (tree["pid"], tree["comm"], tree["handler"])
