@@ -12,6 +12,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := .cache/installed
+PROMTOOL_DIR := .cache/promtool
 APT_PACKAGES := python3-venv python3-bpfcc bpfcc-tools bpftrace dwarves iproute2 strace \
 	qemu-system-x86 linux-image-amd64 linux-headers-amd64 bpftool gcc libc6-dev \
 	clang llvm libbpf-dev libelf-dev zlib1g-dev busybox-static \
@@ -27,6 +28,10 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
 	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
 	$(PY) -m pip install -q -e . virtme-ng pytest pytest-timeout
+	# promtool checks the metrics in tests/host; from Debian's prometheus package,
+	# unpacked, since installing it would start a Prometheus server
+	rm -rf $(PROMTOOL_DIR) && mkdir -p $(PROMTOOL_DIR) && cd $(PROMTOOL_DIR) && \
+		apt-get download -q prometheus && dpkg -x prometheus_*.deb . && rm prometheus_*.deb
 	mkdir -p .cache && touch $@
 
 demo: install

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nltrace import run
+from nltrace.config import SNAPLEN_MAX, SNAPLEN_MIN, TraceConfig
 from nltrace.errors import BadInput, NltraceError
 from nltrace.sources.stream import StreamSource
 
@@ -62,6 +63,10 @@ def filter_options(f):
     return f
 
 
+snaplen_option = click.option(
+    "--snaplen", type=click.IntRange(SNAPLEN_MIN, SNAPLEN_MAX), default=SNAPLEN_MAX, show_default=True,
+    metavar="N", help=f"Capture at most N bytes of each message ({SNAPLEN_MIN}: headers only, no payloads).")
+
 ready_file_option = click.option(
     "--ready-file", type=click.Path(dir_okay=False), metavar="PATH",
     help="Create PATH (one line of JSON) once every probe is attached, for scripts that "
@@ -104,22 +109,23 @@ def skipped_text(skipped):
               "the others: rtnetlink_rcv, genl_rcv, __netlink_sendskb (see nltrace doctor).")
 @buffer_option
 @kprobes_option
+@snaplen_option
 @ready_file_option
 @click.option("--pcapng", "pcapng_path", metavar="FILE", help="Also write the trees' messages to FILE for "
               "Wireshark (as nltrace export --to pcapng).")
 @click.option("--perfetto", "perfetto_path", metavar="FILE", help="Also write the trees to FILE as a Perfetto "
               "trace (as nltrace export --to perfetto).")
 def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, no_recv, all_probes,
-         buffer_mb, kprobes, ready_file, pcapng_path, perfetto_path):
+         buffer_mb, kprobes, snaplen, ready_file, pcapng_path, perfetto_path):
     """Live call trees, one per netlink message."""
-    from nltrace.config import TraceConfig
     from nltrace.filters import Filters
     from nltrace.views import json_line, render_tree
     filters = Filters(pid, comm, protocol, msg_type, errors_only, no_recv)
     if input_path:
         source = StreamSource(input_path, "flow")
     else:
-        source = open_live(TraceConfig.for_flow(pid, comm, no_recv, all_probes, buffer_mb, kprobes), ready_file)
+        source = open_live(TraceConfig.for_flow(pid, comm, no_recv, all_probes, buffer_mb, kprobes, snaplen),
+                           ready_file)
     out = Console(highlight=False, soft_wrap=True)
     t0 = None
 
@@ -182,13 +188,13 @@ def export(input_path, fmt, output):
 @click.option("--all-probes", is_flag=True, help="As for flow.")
 @buffer_option
 @kprobes_option
+@snaplen_option
 @ready_file_option
-def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes, ready_file):
+def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes, snaplen, ready_file):
     """Capture raw records to a stream, for `flow --input` later or elsewhere."""
-    from nltrace.config import TraceConfig
     from nltrace.sources.live import stream_meta
     from nltrace.stream_format import StreamWriter
-    source = open_live(TraceConfig.for_flow(pid, None, no_recv, all_probes, buffer_mb, kprobes), ready_file)
+    source = open_live(TraceConfig.for_flow(pid, None, no_recv, all_probes, buffer_mb, kprobes, snaplen), ready_file)
     out = sys.stdout.buffer if output == "-" else open(output, "wb")
     try:
         outcome = run.record(source, StreamWriter(out, stream_meta(source)), duration)
@@ -211,8 +217,14 @@ def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes, ready
               help="Render the histograms of a recorded stream (nltrace-agent --latency) instead of tracing.")
 @kprobes_option
 @ready_file_option
+@click.option("--prometheus", "prometheus_at", metavar="[ADDR:]PORT",
+              help="Serve the histograms for Prometheus on PORT (all addresses, or ADDR), refreshed each interval.")
+@click.option("--prometheus-textfile", metavar="FILE",
+              help="Write the histograms to FILE (*.prom) each interval, for node-exporter's textfile collector.")
+@click.option("--label", "labels", multiple=True, metavar="NAME=VALUE",
+              help="Add this label to every metric (e.g. board=bmc1 for a stream read with --input).")
 def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, input_path, kprobes,
-            ready_file):
+            ready_file, prometheus_at, prometheus_textfile, labels):
     """Latency histograms, aggregated in the kernel.
 
     log2 histograms of how long the kernel spent: per traced function, per sent
@@ -220,7 +232,9 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
     lock. p50/p90/p99 are estimates from the log2 buckets (interpolated inside
     the bucket, never above the exact max); count and max are exact. Without
     -i it prints once, at the end (Ctrl-C or -d). With --input, each
-    histograms frame of the stream is one interval.
+    histograms frame of the stream is one interval. With --prometheus or
+    --prometheus-textfile, the metrics count from the start and are
+    refreshed every interval (-i, 15 s unless given).
     """
     from nltrace.histograms import pick_unit
     from nltrace.views import render_histograms
@@ -243,15 +257,29 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
             raise BadInput("with --input, filters and timing were the agent's to apply "
                            "(nltrace-agent --latency -p/-c/-i/-d)")
         source = StreamSource(input_path, "latency")
-    else:
-        from nltrace.config import TraceConfig
+    metrics = None
+    if labels and not (prometheus_at or prometheus_textfile):
+        raise BadInput("--label names metrics: give --prometheus or --prometheus-textfile too")
+    if prometheus_at or prometheus_textfile:
+        from nltrace.exports.prometheus import METRICS_INTERVAL, MetricsExport
+        metrics = MetricsExport(by, labels, prometheus_at, prometheus_textfile)
+        interval = interval or METRICS_INTERVAL
+    if not input_path:
         from nltrace.filters import resolve_type
         config = TraceConfig.for_latency(by, resolve_type(msg_type, protocol), pid, comm, kprobes)
         source = open_live(config, ready_file)
+
+    def show_all(ts_ns, histograms):
+        show(ts_ns, histograms)
+        if metrics:
+            metrics.update(ts_ns, histograms)
+
     try:
-        run.latency(source, by, interval, duration, show)
+        run.latency(source, by, interval, duration, show_all)
     finally:
         source.close()
+        if metrics:
+            metrics.close()
 
 
 @main.command()

@@ -33,7 +33,10 @@ CONFIG_WORDS = (
     ("NLT_CFG_RTNL_HANDLERS", "rtnl_msg_handlers", "address"),
     ("NLT_CFG_RTNL_MUTEX", "rtnl_mutex", "address"),
     ("NLT_CFG_GENL_SPLIT_OPS", "genl_cmd_full_to_split", "address"),
+    ("NLT_CFG_SNAPLEN", "snaplen", "value"),
 )
+# --snaplen's range: a netlink header at least, and what a record holds.
+SNAPLEN_MIN, SNAPLEN_MAX = records.C.NLT_SNAPLEN_MIN, records.C.NLT_MSG_CAPTURE
 
 
 def _comm_words(comm):
@@ -55,11 +58,13 @@ class TraceConfig:
     on_demand: frozenset = frozenset()   # on_demand probes to attach too (mutex_lock)
     ring_mb: int = 32                # flow's ring buffer, MiB (a power of two)
     kprobes: bool = False            # no fentry/fexit
+    snaplen: int = SNAPLEN_MAX       # bytes of each message captured
 
     @classmethod
-    def for_flow(cls, pid=None, comm=None, skip_recv=False, all_probes=False, ring_mb=32, kprobes=False):
+    def for_flow(cls, pid=None, comm=None, skip_recv=False, all_probes=False, ring_mb=32, kprobes=False,
+                 snaplen=SNAPLEN_MAX):
         return cls("flow", pid or 0, comm or "", skip_recv, probes=None if all_probes else FLOW_DEFAULT,
-                   ring_mb=ring_mb, kprobes=kprobes)
+                   ring_mb=ring_mb, kprobes=kprobes, snaplen=snaplen)
 
     @classmethod
     def for_latency(cls, by, want, pid=None, comm=None, kprobes=False):

@@ -34,6 +34,9 @@ class Histogram:
     key: str
     buckets: dict = field(default_factory=dict)   # slot -> count
     max_ns: int = 0
+    # The key's parts as metric labels (key_labels), for the exporters; not
+    # part of the histogram's value.
+    labels: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def count(self):
@@ -101,6 +104,27 @@ def key_name(func, protocol, msg_type, cmd, name, kind):
     return names["type_name"] or f"{protocol_name(protocol)}/{msg_type}"
 
 
+def key_labels(func, protocol, msg_type, cmd, name, kind):
+    """The parts of key_name's key, as labels: {"function"}, {"comm"}, or
+    {"protocol", then "type", or for generic netlink "family" and "command"};
+    the same fallbacks for unknown names as key_name, so that the labels
+    tell keys apart as key_name does."""
+    if kind == C.NLT_HIST_FUNCTION:
+        return {"function": key_name(func, protocol, msg_type, cmd, name, kind)}
+    if kind == C.NLT_HIST_PROCESS:
+        return {"comm": name}
+    names = type_names(protocol, msg_type, name or None, cmd)
+    labels = {"protocol": protocol_name(protocol)} if protocol_name(protocol) else {}
+    if protocol == 0:
+        labels["type"] = names["type_name"] or f"RTM_{msg_type}"
+    elif protocol == 16:
+        labels["family"] = names["type_name"] or f"genl#{msg_type}"
+        labels["command"] = names.get("cmd_name") or str(cmd)
+    else:
+        labels["type"] = names["type_name"] or str(msg_type)
+    return labels
+
+
 def group(counts, maxima, by):
     """Raw kernel keys of one interval -> [Histogram] for the --by grouping,
     busiest first. counts and maxima as a sources.Snapshot holds them."""
@@ -110,7 +134,12 @@ def group(counts, maxima, by):
         if k != kind:
             continue
         key = key_name(func, protocol, msg_type, cmd, name, kind)
-        h = out.setdefault(key, Histogram(key))
+        labels = key_labels(func, protocol, msg_type, cmd, name, kind)
+        h = out.get(key)
+        if h is None:
+            h = out[key] = Histogram(key, labels=labels)
+        else:   # raw keys that share a display key (NLMSG_ERROR of two protocols) keep what they share
+            h.labels = {k: v for k, v in h.labels.items() if labels.get(k) == v}
         h.buckets[slot] = h.buckets.get(slot, 0) + n
     for (k, _slot, func, protocol, msg_type, cmd, name), ns in maxima.items():
         key = key_name(func, protocol, msg_type, cmd, name, kind)

@@ -72,14 +72,11 @@ def assemble(rec, symbolize):
     family = _cstr(rec.genl_family) or None
     for start_ns, end_ns, ret, arg, func_id, depth, _, aux in records.node_tuples(rec):
         func, void = FUNCS.get(func_id) or (f"func#{func_id}", False)
-        if not end_ns:
-            node = {"func": func, "duration_ns": None, "ret": None, "children": []}
-        elif void:
-            node = {"func": func, "duration_ns": end_ns - start_ns, "ret": None, "children": []}
-        else:
-            node = {"func": func, "duration_ns": end_ns - start_ns, "ret": ret, "children": []}
-            if -4095 <= ret < 0:
-                node["errno"] = errno_name(ret)
+        duration = end_ns - start_ns if end_ns else None
+        node = {"func": func, "offset_ns": start_ns - rec.ts_ns, "duration_ns": duration,
+                "ret": None if void or not end_ns else ret, "children": []}
+        if node["ret"] is not None and -4095 <= ret < 0:
+            node["errno"] = errno_name(ret)
         if func_id == NETLINK_ACK:
             node["ack_error"] = aux - (1 << 32) if aux >= 1 << 31 else aux
         elif func_id in AUX_KEYS:

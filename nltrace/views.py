@@ -43,7 +43,7 @@ def _socket_text(tree):
     return " ".join(words)
 
 
-def _message_text(tree):
+def message_text(tree):
     if tree.get("socket") is not None:
         return _socket_text(tree)
     msg = tree["message"]
@@ -88,7 +88,7 @@ def render_tree(tree, t0_ns):
                 else f"+{(tree['ts_ns'] - t0_ns) / 1e9:.6f}s ", style="dim")
     head.append(f"{tree['comm']}[{tree['pid']}/{tree['tid']}] ", style="green")
     head.append(f"{tree['protocol'] or '?'} ", style="magenta")
-    head.append(_message_text(tree))
+    head.append(message_text(tree))
     if tree["handler"]:
         head.append(f" → {tree['handler']}", style="bold blue")
     if tree["error"]:

@@ -64,6 +64,7 @@ struct nlt_agent_options {
 	bool latency, text, rtnl, skip_recv, force, verbose, check;
 	double duration, interval;
 	long pid;
+	long snaplen;                  /* bytes of each message captured */
 	const char *comm, *output, *ready_file;
 	const char *protocol_arg, *type_arg;   /* --protocol, --type as given */
 	int protocol, msg_type, cmd;   /* what they resolve to (filter.c); -1: any */

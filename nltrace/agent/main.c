@@ -60,6 +60,8 @@ static void usage(FILE *f)
 		"  --type T       only this message type: RTM_GETLINK, NFT_MSG_NEWTABLE, a\n"
 		"                 generic netlink FAMILY[/COMMAND] (nlctrl/CTRL_CMD_GETFAMILY), or a number\n"
 		"  --no-recv      do not start trees at netlink_recvmsg\n"
+		"  --snaplen N    capture at most N bytes of each message (16 to %d, the default;\n"
+		"                 16: headers only, no payloads)\n"
 		"  --force        run on a kernel release other than the one it was built for\n"
 		"                 (struct offsets may be wrong there)\n"
 		"  --ready-file PATH\n"
@@ -88,6 +90,7 @@ static void parse_args(struct nlt_agent_options *opt, int argc, char **argv)
 		{ "no-recv", no_argument, 0, 'N' }, { "force", no_argument, 0, 'F' },
 		{ "ready-file", required_argument, 0, 'Y' }, { "check", no_argument, 0, 'C' },
 		{ "protocol", required_argument, 0, 'P' }, { "type", required_argument, 0, 'M' },
+		{ "snaplen", required_argument, 0, 'S' },
 		{ "help", no_argument, 0, 'h' }, { 0 }
 	};
 	int c;
@@ -104,6 +107,12 @@ static void parse_args(struct nlt_agent_options *opt, int argc, char **argv)
 				nlt_die("-p wants a process id, not '%s'", optarg);
 			break;
 		case 'c': opt->comm = optarg; break;
+		case 'S':
+			opt->snaplen = strtol(optarg, &end, 10);
+			if (*end || opt->snaplen < NLT_SNAPLEN_MIN || opt->snaplen > NLT_MSG_CAPTURE)
+				nlt_die("--snaplen wants %d to %d bytes, not '%s'", NLT_SNAPLEN_MIN, NLT_MSG_CAPTURE,
+					optarg);
+			break;
 		case 'T': opt->text = true; break;
 		case 'L': opt->latency = true; break;
 		case 'R': opt->rtnl = true; break;
@@ -161,6 +170,7 @@ int main(int argc, char **argv)
 	int err;
 
 	a->opt.protocol = a->opt.msg_type = a->opt.cmd = -1;   /* any, unless --protocol or --type */
+	a->opt.snaplen = NLT_MSG_CAPTURE;
 	parse_args(&a->opt, argc, argv);
 	if (a->opt.check)
 		return nlt_check();

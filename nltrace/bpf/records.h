@@ -12,6 +12,7 @@
 #define NLT_GENL_NAMSIZ 16
 #define NLT_EXTACK_LEN 80
 #define NLT_MSG_CAPTURE 256   /* a batch of a few requests whole (nft's: begin, table, chains, end) */
+#define NLT_SNAPLEN_MIN 16    /* --snaplen: a netlink header at least */
 #define NLT_MAX_NODES 24
 #define NLT_MAX_DEPTH 12
 
@@ -70,7 +71,8 @@ enum nlt_config {
 	NLT_CFG_RTNL_MUTEX = 8,      /* address of rtnl_mutex */
 	NLT_CFG_ARMED = 9,           /* BCC: set once every probe is attached and configured */
 	NLT_CFG_GENL_SPLIT_OPS = 10, /* address of genl_cmd_full_to_split: genl_get_cmd's 6.2+ arguments */
-	NLT_CFG_MAX = 11,
+	NLT_CFG_SNAPLEN = 11,        /* capture at most this many bytes of a message (<= NLT_MSG_CAPTURE) */
+	NLT_CFG_MAX = 12,
 };
 
 /* Indexes of the per-CPU counter array. */

@@ -2,6 +2,7 @@
 non-zero exit, never a traceback."""
 
 import json
+import os
 import re
 import struct
 import subprocess
@@ -135,3 +136,21 @@ def test_flow_writes_what_export_writes(recorded_stream, tmp_path):
     assert flow.returncode == 0 and exported.read_bytes() == written.read_bytes()
     missing = nltrace("export", recorded_stream, "--to", "pcapng", "-o", str(tmp_path / "no" / "x.pcapng"))
     assert missing.returncode == 1 and missing.stderr.decode().startswith("nltrace: cannot write")
+
+
+def test_latency_writes_prometheus_textfile(tmp_path):
+    stream = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures",
+                          "agent-latency-armv6-6.1.0-50-rpi.nltrace")
+    prom = tmp_path / "nltrace.prom"
+    shown = nltrace("latency", "--input", stream, "--json", "--prometheus-textfile", str(prom), "--label", "board=bmc1")
+    assert shown.returncode == 0, shown.stderr
+    counts = {}   # each line is one interval's; the metrics count from the start
+    for line in shown.stdout.splitlines():
+        for h in json.loads(line)["histograms"]:
+            counts[h["key"]] = counts.get(h["key"], 0) + h["count"]
+    inf = dict(re.findall(r'_bucket\{board="bmc1",le="\+Inf",protocol="NETLINK_ROUTE",type="(\w+)"\} (\S+)',
+                          prom.read_text()))
+    assert counts and {k: int(float(v)) for k, v in inf.items()} == counts
+    for args in (["--label", "board"], ["--prometheus", "99999"], ["--prometheus-textfile", str(tmp_path / "x" / "y")]):
+        bad = nltrace("latency", "--input", stream, *args)
+        assert bad.returncode == 1 and b"Traceback" not in bad.stderr, bad.stderr

@@ -49,11 +49,11 @@ def test_words_encode_the_options():
         C.NLT_CFG_COMM_HI: int.from_bytes(raw[8:], sys.byteorder),
         C.NLT_CFG_PROTOCOL: 17, C.NLT_CFG_TYPE: 1, C.NLT_CFG_CMD: 0,   # + 1: 0 is "any"
         C.NLT_CFG_RTNL_HANDLERS: 0xffff0000, C.NLT_CFG_RTNL_MUTEX: 0xffff1000,
-        C.NLT_CFG_GENL_SPLIT_OPS: 0xffff2000}
-    flow = TraceConfig.for_flow().words({})
-    assert set(flow.values()) == {0}
+        C.NLT_CFG_GENL_SPLIT_OPS: 0xffff2000, C.NLT_CFG_SNAPLEN: C.NLT_MSG_CAPTURE}
+    flow = TraceConfig.for_flow(snaplen=16).words({})
+    assert flow.pop(C.NLT_CFG_SNAPLEN) == 16 and set(flow.values()) == {0}
     # every word but NLT_CFG_ARMED (the BCC loader's own state) comes from the table
-    assert set(flow) == set(range(C.NLT_CFG_MAX)) - {C.NLT_CFG_ARMED}
+    assert set(flow) | {C.NLT_CFG_SNAPLEN} == set(range(C.NLT_CFG_MAX)) - {C.NLT_CFG_ARMED}
 
 
 def test_the_agent_gets_the_same_table_as_c():
