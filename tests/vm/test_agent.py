@@ -14,12 +14,14 @@ import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
 from conftest import ROOT
 from harness.shapes import NLLOAD_SENDS, check_agent_text, nlload_sends, sent, summaries
 from harness.tracer import Tracer, nltrace, render
+from nltrace.stream_format import read_frames
 
 WORKLOAD = os.path.join(ROOT, "tests", "clients", "workload.sh")
 OUT = os.path.join(os.environ.get("NLTRACE_VM_OUT", "/tmp"), "agent-x86")
@@ -118,3 +120,33 @@ def test_agent_latency_counts_exactly(agent):
 def test_agent_text_mode(agent):
     lines, _ = run_agent(agent, ["--text", "-c", "nlload"], [os.path.join(OUT, "nlload"), "genl", "--count", "2"])
     check_agent_text(lines)
+
+
+def test_agent_snaplen_and_pcapng(agent, tmp_path):
+    """--snaplen 16 keeps the headers only; the stream dates itself
+    (realtime_offset_ns), and its pcapng export keeps the full lengths."""
+    stream = tmp_path / "snap.nltrace"
+    run_agent(agent, ["--snaplen", "16", "-c", "nlload", "-o", str(stream)],
+              [os.path.join(OUT, "nlload"), "get", "--count", "3"])
+    trees, _ = render("flow", stream)
+    sends = nlload_sends(trees)
+    assert len(sends) == 3
+    for tree in sends:
+        assert tree["message"]["type_name"] == "RTM_GETLINK" and tree["message"]["truncated"]
+        assert "fields" not in tree["message"] or not tree["message"]["fields"]
+    with open(stream, "rb") as f:
+        _, header = next(read_frames(f))
+    offset = time.time_ns() - time.monotonic_ns()
+    assert abs(header["realtime_offset_ns"] - offset) < 5 * 10**9, (header, offset)
+    pcap = tmp_path / "snap.pcapng"
+    done = subprocess.run(nltrace("export", str(stream), "--to", "pcapng", "-o", str(pcap)),
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    frames = subprocess.run(["tshark", "-r", str(pcap), "-Y", 'frame.comment contains "comm=nlload"', "-T", "fields",
+                             "-e", "frame.cap_len", "-e", "frame.len", "-e", "frame.time_epoch"],
+                            capture_output=True, text=True, check=True).stdout.split("\n")
+    rows = [line.split("\t") for line in frames if line]
+    nlload_packets = [t for t in trees if t["comm"] == "nlload" and t["message"]]
+    assert len(rows) == len(nlload_packets)
+    assert all(int(cap) <= 16 + 16 and int(full) >= int(cap) for cap, full, _ in rows), rows
+    assert all(abs(float(epoch) - time.time()) < 600 for _, _, epoch in rows), rows

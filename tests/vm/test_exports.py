@@ -1,0 +1,94 @@
+"""The exports on a real kernel: a live `flow --pcapng --perfetto` of ip, ss, genl, ethtool
+and a refused request read back by tshark and by the protobuf classes, and `latency
+--prometheus` scraped during a known workload."""
+
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+from conftest import CLIENT
+from harness.tracer import Tracer, nltrace
+from nltrace.exports.perfetto import Trace
+from nltrace.trees import walk
+
+WORKLOAD = [["ip", "link", "show", "lo"], ["ss", "-x", "-a"], ["genl", "ctrl", "list"], ["ethtool", "lo"],
+            ["ip", "link", "set", "dev", "lo", "mtu", "10"]]   # refused: EINVAL, with extack
+SLICE_BEGIN = 1
+
+
+def test_live_pcapng_and_perfetto(tmp_path):
+    pcap, perfetto = tmp_path / "live.pcapng", tmp_path / "live.pftrace"
+    tracer = Tracer(nltrace("flow", "--json", "--pcapng", str(pcap), "--perfetto", str(perfetto)))
+    try:
+        pids = {}
+        for argv in WORKLOAD:
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            assert proc.wait() == (2 if argv[-1] == "10" else 0), argv
+            pids[proc.pid] = argv[0]
+        tracer.sync()
+    finally:
+        assert tracer.stop() == 0, tracer.stderr
+    trees = tracer.stdout
+    mine = [t for t in trees if t["pid"] in pids]
+    assert {pids[t["pid"]] for t in mine} == {"ip", "ss", "genl", "ethtool"}
+
+    frames = subprocess.run(["tshark", "-r", str(pcap), "-T", "fields", "-E", "separator=|", "-e", "frame.comment",
+                             "-e", "netlink.family", "-e", "frame.protocols", "-e", "genl.family_id"],
+                            capture_output=True, text=True, check=True).stdout
+    packets = {}
+    for line in frames.splitlines():
+        comment, family, protocols, genl = line.split("|")
+        found = re.search(r"\bpid=(\d+) tid=\d+ comm=(\S+).*\btree=(\d+)", comment)
+        if found:
+            packets[int(found.group(3))] = (int(found.group(1)), found.group(2), int(family, 16), protocols, genl,
+                                            comment)
+    by_id = {t["id"]: t for t in trees}
+    with_message = [t for t in mine if t["message"] and t["protocol"] != "NETLINK_KOBJECT_UEVENT"]
+    assert sorted(i for i in packets if by_id[i]["pid"] in pids) == sorted(t["id"] for t in with_message)
+    protocols = {"ip": "netlink-route", "ss": "netlink", "genl": "genl", "ethtool": "genl"}
+    for tree in with_message:
+        pid, comm, _, stack, genl, comment = packets[tree["id"]]
+        assert (pid, comm) == (tree["pid"], tree["comm"])
+        assert protocols[comm] in stack.split(":") and "_ws.malformed" not in stack, (tree["message"], stack)
+        if tree["message"].get("family") in ("nlctrl", "ethtool"):
+            assert genl, comment
+    refused = [t for t in with_message if t["error"] and t["error"]["name"] == "EINVAL" and t["comm"] == "ip"]
+    assert refused and all(f"extack: {t['error']['extack']}" in packets[t["id"]][5] for t in refused)
+
+    trace = Trace.FromString(perfetto.read_bytes())
+    begins = [p for p in trace.packet if p.HasField("track_event") and p.track_event.type == SLICE_BEGIN]
+    assert len(begins) == sum(len(list(walk(t["root"]))) for t in trees if t["root"])
+
+
+def test_prometheus_during_a_known_workload():
+    n_getlink, n_getfamily = 7, 4
+    waiting = subprocess.Popen([sys.executable, CLIENT, "--wait", "mix", "--getlink", str(n_getlink),
+                                "--getfamily", str(n_getfamily)],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    latency = Tracer(nltrace("latency", "--json", "-i", "1", "-p", str(waiting.pid), "--by", "message",
+                             "--prometheus", "127.0.0.1:9464"))
+    try:
+        waiting.communicate("go\n", timeout=300)
+        want = {"RTM_GETLINK": n_getlink, "nlctrl/CTRL_CMD_GETFAMILY": n_getfamily}
+        deadline = time.monotonic() + 60
+        while True:
+            text = urllib.request.urlopen("http://127.0.0.1:9464/metrics", timeout=10).read().decode()
+            got = {}
+            for labels, value in re.findall(r'^nltrace_message_duration_seconds_bucket\{(.*le="\+Inf".*)\} (\S+)$',
+                                            text, re.M):
+                parts = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+                key = f"{parts['family']}/{parts['command']}" if "family" in parts else parts["type"]
+                got[key] = int(float(value))
+            if got == want or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert got == want, text
+    finally:
+        assert latency.stop() == 0, latency.stderr
+    shown = {}
+    for report in latency.stdout:
+        for h in report["histograms"]:
+            shown[h["key"]] = shown.get(h["key"], 0) + h["count"]
+    assert shown == want
