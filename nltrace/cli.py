@@ -82,6 +82,9 @@ def main():
 def open_live(config, ready_file):
     """run.open_live(), and the lines that say how it went."""
     source = run.open_live(config)
+    if source.stale_removed:
+        click.echo(f"nltrace: removed {source.stale_removed} kprobe events that a killed nltrace left in tracefs",
+                   err=True)
     if source.fentry_failure:
         click.echo(f"nltrace: fentry/fexit could not be used, kprobes instead: {source.fentry_failure}",
                    err=True)

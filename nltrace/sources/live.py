@@ -4,6 +4,7 @@ running kernel, attached, and read."""
 import ctypes
 import mmap
 import os
+import re
 import signal
 import struct
 import sys
@@ -17,6 +18,7 @@ from nltrace.config import ADDRESSES
 from nltrace.errors import LoadError
 from nltrace.kernel.layout import LayoutError, layout_cflags, read_layout
 from nltrace.kernel.symbols import kallsyms_addresses
+from nltrace.kernel.tracefs import remove_stale_bcc_events
 from nltrace.sources import Snapshot
 from nltrace.sources.pacing import Pacer
 
@@ -54,6 +56,8 @@ class BccSource:
         self.mode = config.mode
         self.realtime_offset_ns = time.time_ns() - time.monotonic_ns()
         wanted, self.missing = config.plan(symbols)
+        # BCC's event names: the symbol with "." and "+" as "_"
+        self.stale_removed = remove_stale_bcc_events({re.sub(r"[.+]", "_", symbol) for _, symbol in wanted})
         cflags = ["-DNLT_BCC", f"-I{BPF_DIR}"] + _layout_cflags()
         if config.mode == "flow":
             ring_bytes = config.ring_mb << 20

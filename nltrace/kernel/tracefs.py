@@ -1,0 +1,50 @@
+"""kprobe_events: the kprobes a killed nltrace left in tracefs, removed by the next run.
+
+BCC makes a kretprobe with maxactive through tracefs, named
+r_<function>_bcc_<pid>; it removes it at exit, but a kill -9 leaves it
+there until reboot. nltrace-agent cleans its own (agent/kprobe_events.c).
+"""
+
+import os
+import re
+
+from nltrace.kernel.symbols import tracefs_dir
+
+# r512:kprobes/r_genl_family_rcv_msg_doit_bcc_1234 genl_family_rcv_msg_doit
+BCC_EVENT = re.compile(r"^[pr]\d*:(\S+/[pr]_(\w+)_bcc_(\d+))\s")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def remove_stale_bcc_events(functions):
+    """Remove the BCC kprobe events on functions (names) whose process is
+    gone; returns how many were removed."""
+    base = tracefs_dir()
+    if base is None:
+        return 0
+    path = os.path.join(base, "kprobe_events")
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return 0
+    removed = 0
+    for line in lines:
+        found = BCC_EVENT.match(line)
+        if not found or found.group(2) not in functions or _alive(int(found.group(3))):
+            continue
+        try:
+            with open(path, "a") as f:
+                f.write(f"-:{found.group(1)}\n")
+            removed += 1
+        except OSError:
+            pass   # in use after all: left as it is
+    return removed

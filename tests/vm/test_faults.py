@@ -1,0 +1,51 @@
+"""Faults on a real kernel: a kill -9 of flow leaves BCC's tracefs kretprobes,
+which the next run removes; a reader that goes away ends flow cleanly."""
+
+import signal
+import subprocess
+import time
+
+from harness.tracer import Tracer, nltrace
+
+KPROBE_EVENTS = "/sys/kernel/tracing/kprobe_events"
+
+
+def bcc_events(pid):
+    with open(KPROBE_EVENTS) as f:
+        return [line for line in f if line.split()[0].endswith(f"_bcc_{pid}")]
+
+
+def bpf_programs():
+    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if " name " in line and ("enter_" in line or "exit_" in line)]
+
+
+def test_kill_9_leftovers_are_removed_by_the_next_run():
+    killed = Tracer(nltrace("flow", "--json"))
+    left_before = bpf_programs()
+    assert left_before, "no nltrace program loaded while flow runs"
+    killed.proc.kill()
+    assert killed.stop() == -signal.SIGKILL
+    left = bcc_events(killed.proc.pid)
+    assert left, "kill -9 left no kretprobe in tracefs: nothing to test"
+    assert bpf_programs() == [], "programs outlived their process"
+
+    # The next run removes them; its reader goes away after one tree
+    # (flow | head -1): a clean end, nothing of either run left.
+    flow = subprocess.Popen(nltrace("flow", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    head = subprocess.Popen(["head", "-1"], stdin=flow.stdout, stdout=subprocess.PIPE, text=True)
+    flow.stdout.close()   # head holds the pipe's only reading end
+    said = []
+    while not said or not said[-1].startswith("Tracing"):
+        said.append(flow.stderr.readline())
+        assert said[-1], f"flow ended before it was ready: {said}"
+    while head.poll() is None:
+        subprocess.run(["ip", "link", "show", "lo"], capture_output=True)
+        time.sleep(0.5)
+    assert flow.wait(timeout=120) == 0
+    err = "".join(said) + flow.stderr.read()
+    assert head.stdout.read().startswith("{")
+    assert f"removed {len(left)} kprobe events" in err and "Traceback" not in err, err
+    with open(KPROBE_EVENTS) as f:
+        assert "_bcc_" not in f.read()
+    assert bpf_programs() == []
