@@ -195,16 +195,16 @@ def export(input_path, fmt, output):
 @ready_file_option
 def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes, snaplen, ready_file):
     """Capture raw records to a stream, for `flow --input` later or elsewhere."""
+    from nltrace.output import close_output, open_output
     from nltrace.sources.live import stream_meta
     from nltrace.stream_format import StreamWriter
+    out = open_output(output)   # before the compile: a wrong path fails at once
     source = open_live(TraceConfig.for_flow(pid, None, no_recv, all_probes, buffer_mb, kprobes, snaplen), ready_file)
-    out = sys.stdout.buffer if output == "-" else open(output, "wb")
     try:
         outcome = run.record(source, StreamWriter(out, stream_meta(source)), duration)
     finally:
         source.close()
-        if out is not sys.stdout.buffer:
-            out.close()
+        close_output(out, output)
     click.echo(f"nltrace: {outcome.shown} records written, {outcome.counters['lost']} lost"
                + skipped_text(outcome.skipped), err=True)
 

@@ -16,6 +16,7 @@ import json
 import struct
 
 from nltrace import records
+from nltrace.errors import CannotWrite
 
 MAGIC = b"NLTRACE\0"
 FRAME = struct.Struct("<B3xI")
@@ -32,16 +33,26 @@ class StreamError(Exception):
 
 
 class StreamWriter:
+    """Frames onto out (a binary file). A failed write (a full disk) raises
+    CannotWrite; the frames before it stay whole, for a reader to stop at."""
+
     def __init__(self, out, meta):
         self.out = out
-        self.out.write(MAGIC)
+        self._write(MAGIC)
         self._frame(HEADER, json.dumps(dict(meta, version=records.C.NLT_STREAM_VERSION,
                                             record_size=records.RECORD_SIZE,
                                             node_size=records.NODE_SIZE)).encode())
 
+    def _write(self, data, flush=False):
+        try:
+            self.out.write(data)
+            if flush:
+                self.out.flush()
+        except OSError as e:
+            raise CannotWrite(f"writing the stream failed: {e.strerror or e}") from None
+
     def _frame(self, kind, payload):
-        self.out.write(FRAME.pack(kind, len(payload)))
-        self.out.write(payload)
+        self._write(FRAME.pack(kind, len(payload)) + payload)
 
     def record(self, data):
         self._frame(RECORD, data)
@@ -51,7 +62,7 @@ class StreamWriter:
 
     def counters(self, counts):
         self._frame(COUNTERS, json.dumps(counts).encode())
-        self.out.flush()
+        self._write(b"", flush=True)
 
 
 def _read_exact(inp, n, what):

@@ -5,10 +5,10 @@ A tree writer (pcapng.PcapngWriter, perfetto.PerfettoWriter) takes what
 in close() and says what it wrote in summary(); Export gives it its file.
 """
 
-import sys
 from contextlib import contextmanager
 
 from nltrace.errors import CannotWrite
+from nltrace.output import close_output, open_output
 
 TREE_FORMATS = ("pcapng", "perfetto")
 
@@ -19,10 +19,7 @@ class Export:
 
     def __init__(self, fmt, path, realtime_offset_ns):
         self.path = path
-        try:
-            self.out = sys.stdout.buffer if path == "-" else open(path, "wb")
-        except OSError as e:
-            raise CannotWrite(f"cannot write {path}: {e.strerror}") from None
+        self.out = open_output(path)
         if fmt == "pcapng":
             from nltrace.exports.pcapng import PcapngWriter
             self.writer = PcapngWriter(self.out, realtime_offset_ns)
@@ -43,12 +40,10 @@ class Export:
     def close(self):
         try:
             self.writer.close()
-            self.out.flush()
         except OSError as e:
             raise self._failed(e) from None
         finally:
-            if self.out is not sys.stdout.buffer:
-                self.out.close()
+            close_output(self.out, self.path)
 
     def summary(self):
         return f"{self.path} ({self.fmt}): {self.writer.summary()}"

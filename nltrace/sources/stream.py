@@ -20,6 +20,7 @@ class StreamSource:
         except OSError as e:
             raise BadInput(f"cannot read {path}: {e.strerror}") from None
         self._frames = read_frames(self.file)
+        self.frames_read = 0
         self.meta = self._next_frame()[1]
         self.mode = self.meta.get("mode", "flow")
         self.realtime_offset_ns = self.meta.get("realtime_offset_ns")
@@ -31,9 +32,11 @@ class StreamSource:
 
     def _next_frame(self):
         try:
-            return next(self._frames)
+            frame = next(self._frames)
         except StreamError as e:
-            raise BadInput(f"{self.path}: {e}") from None
+            raise BadInput(f"{self.path}: {e}, after {self.frames_read} whole frames") from None
+        self.frames_read += 1
+        return frame
 
     def _payloads(self, wanted):
         while True:

@@ -1,6 +1,8 @@
 """Faults on a real kernel: a kill -9 of flow leaves BCC's tracefs kretprobes,
-which the next run removes; a reader that goes away ends flow cleanly."""
+which the next run removes; a reader that goes away, a full disk and a
+Ctrl-C during the compile each end the tool with a line and leave nothing."""
 
+import re
 import signal
 import subprocess
 import time
@@ -52,3 +54,37 @@ def test_kill_9_leftovers_are_removed_by_the_next_run():
     with open(KPROBE_EVENTS) as f:
         assert "_bcc_" not in f.read()
     assert bpf_programs() == []
+
+
+def test_a_full_disk_ends_record_with_a_readable_stream(tmp_path):
+    tiny = tmp_path / "tiny"
+    tiny.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "nltrace-tiny", str(tiny)], check=True)
+    try:
+        stream = tiny / "capture.nltrace"
+        record = Tracer(nltrace("record", "-o", str(stream)), parse=str)
+        deadline = time.monotonic() + 300
+        while record.proc.poll() is None and time.monotonic() < deadline:
+            subprocess.run(["ip", "addr", "show"], capture_output=True)
+        assert record.stop() == 1, record.stderr
+        assert "nltrace: writing the stream failed: No space left on device" in record.stderr, record.stderr
+        assert not any("Traceback" in line for line in record.stderr)
+        shown = subprocess.run(nltrace("flow", "--input", str(stream), "--json"), capture_output=True, text=True)
+        assert shown.returncode == 1 and "Traceback" not in shown.stderr
+        whole = int(re.search(r"after (\d+) whole frames", shown.stderr).group(1))
+        trees = shown.stdout.splitlines()
+        assert trees and whole >= len(trees) + 1   # the header, then the records shown
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
+    assert bpf_programs() == []
+
+
+def test_ctrl_c_during_the_compile_leaves_nothing():
+    flow = subprocess.Popen(nltrace("flow"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(5)
+    flow.send_signal(signal.SIGINT)
+    _, err = flow.communicate(timeout=300)
+    assert flow.returncode == 130 and "Traceback" not in err, err
+    assert bpf_programs() == []
+    with open(KPROBE_EVENTS) as f:
+        assert "_bcc_" not in f.read()
