@@ -10,8 +10,12 @@ the rounds and their min and max.
 
 The tracers (started once per T window, so each start is also timed):
   flow      nltrace flow --json, its output read and discarded
+  flow-snaplen16  the same capturing 16 bytes of each message, not 256:
+            what the capture costs
   latency   nltrace latency (by message, the default): log2 histograms
             kept in the kernel, printed at the end
+  bpftrace-kfunc  bench/netlink-hist.bt on BPF trampolines (kfunc and
+            kretfunc): bpftrace's best configuration where the kernel has them
   bpftrace  bench/netlink-hist.bt: kprobe + kretprobe on the five functions
             netlink_sendmsg, netlink_unicast, netlink_rcv_skb,
             rtnetlink_rcv_msg, genl_rcv_msg, with per-function histograms
@@ -67,10 +71,22 @@ QUIET_MAX_S = 300
 MARKER_RETRY_S = 5
 BPFTRACE_SIGINT_RESEND_S = 5
 
+BPFTRACE_PROGRAM = os.path.join(ROOT, "bench", "netlink-hist.bt")
+
+
+def kfunc_program():
+    """netlink-hist.bt on BPF trampolines: the same program, kfunc/kretfunc for kprobe/kretprobe."""
+    with open(BPFTRACE_PROGRAM) as f:
+        return re.sub(r"\bkprobe:", "kfunc:", re.sub(r"\bkretprobe:", "kretfunc:", f.read()))
+
+
+# name -> argv; a name's kind (what is counted, how it is stopped) is its part before "-"
 TRACERS = {
     "flow": nltrace("flow", "--json"),
+    "flow-snaplen16": nltrace("flow", "--json", "--snaplen", "16"),
     "latency": nltrace("latency"),
-    "bpftrace": ["bpftrace", os.path.join(ROOT, "bench", "netlink-hist.bt")],
+    "bpftrace-kfunc": ["bpftrace", "-e", kfunc_program()],
+    "bpftrace": ["bpftrace", BPFTRACE_PROGRAM],
 }
 HIST_LINE = re.compile(r"^[\[(][^\]\)]*[\]\)]\s+(\d+)\s+\|")
 
@@ -94,11 +110,11 @@ class BenchTracer:
     """One tracer started for a T window, and what it accounted for so far."""
 
     def __init__(self, name):
-        self.name = name
-        if name == "flow":
+        self.name, self.kind = name, name.split("-")[0]
+        if self.kind == "flow":
             self.counter = NodeCounter()
             self.tool = Tracer(TRACERS[name], parse=self.counter)
-        elif name == "bpftrace":   # no --ready-file: it prints "Tracing" from BEGIN
+        elif self.kind == "bpftrace":   # no --ready-file: it prints "Tracing" from BEGIN
             self.tool = Tracer(TRACERS[name], parse=str, ready_line="Tracing")
         else:
             self.tool = Tracer(TRACERS[name], parse=str)
@@ -107,12 +123,12 @@ class BenchTracer:
 
     def calls(self):
         """Traced calls accounted for so far, once the tracer has caught up."""
-        if self.name == "flow":
+        if self.kind == "flow":
             # while the ring buffer is still full of the window's trees the
             # marker's are lost too: a marker goes out again every MARKER_RETRY_S
             self.tool.sync(timeout=QUIET_MAX_S, resend_s=MARKER_RETRY_S)
             return self.counter.nodes
-        if self.name == "latency":
+        if self.kind == "latency":
             return latency_calls()
         # bpftrace prints every map on SIGUSR1; the newest print is cumulative
         before = self.tool.mark()
@@ -124,16 +140,16 @@ class BenchTracer:
         return sum(int(m.group(1)) for m in map(HIST_LINE.match, printed) if m)
 
     def lost(self):
-        if self.name == "flow":
+        if self.kind == "flow":
             return flow_lost()
-        if self.name == "bpftrace":
+        if self.kind == "bpftrace":
             with self.tool.cond:
                 text = "\n".join(self.tool.stdout + self.tool.stderr)
             return sum(int(n) for n in re.findall(r"Lost (\d+) events", text))
         return 0
 
     def stop(self):
-        if self.name == "bpftrace":
+        if self.kind == "bpftrace":
             # bpftrace 0.17 checks its SIGINT flag only when epoll_wait is
             # interrupted or an event arrives: a SIGINT that lands between two
             # epoll_waits is missed while no event comes (seen in CI: it waited
@@ -256,8 +272,9 @@ def table(results):
     for mode in MODES:
         for name, res in results.items():
             r = res["modes"][mode]
-            lost = f"{r['lost']} trees" if name == "flow" else str(r["lost"]) if name == "bpftrace" else "n/a"
-            catchup = f"{r['catchup_s']:.1f}" if name == "flow" else "n/a"
+            kind = name.split("-")[0]
+            lost = f"{r['lost']} trees" if kind == "flow" else str(r["lost"]) if kind == "bpftrace" else "n/a"
+            catchup = f"{r['catchup_s']:.1f}" if kind == "flow" else "n/a"
             lines.append(f"| {mode} | {name} | {r['ratio_median']:.2f} | {r['ratio_min']:.2f} "
                          f"| {r['ratio_max']:.2f} | {r['untraced_req_per_s']:.0f} "
                          f"| {r['traced_req_per_s']:.0f} | {r['events_per_s']:.0f} | {lost} "
