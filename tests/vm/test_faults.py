@@ -2,14 +2,20 @@
 which the next run removes; a reader that goes away, a full disk and a
 Ctrl-C during the compile each end the tool with a line and leave nothing."""
 
+import os
 import re
 import signal
 import subprocess
+import sys
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
+from conftest import CLIENT, ROOT
 from harness.tracer import Tracer, nltrace
 
 KPROBE_EVENTS = "/sys/kernel/tracing/kprobe_events"
+NLLOAD = os.path.join(ROOT, ".cache", "bench", "nlload")
 
 
 def bcc_events(pid):
@@ -89,3 +95,50 @@ def test_ctrl_c_during_the_compile_leaves_nothing():
     assert bpf_programs() == []
     with open(KPROBE_EVENTS) as f:
         assert "_bcc_" not in f.read()
+
+
+NLLOAD_RUNS, NLLOAD_COUNT, GETSTATS = 20, 5, 9
+
+
+def sends(trees):
+    return [t for t in trees if t["root"]["func"] == "netlink_sendmsg" and t["message"]]
+
+
+def test_four_instances_each_see_exactly_their_messages():
+    """Four flows at once, filtered by pid, by comm, by type (in user space)
+    and not at all; 20 fresh nlload processes (each one's first message
+    too), a waiting client and a getstats client."""
+    waiting = subprocess.Popen([sys.executable, CLIENT, "--wait", "mix", "--getlink", "7", "--getfamily", "4"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    argvs = {"pid": nltrace("flow", "--json", "-p", str(waiting.pid)),
+             "comm": nltrace("flow", "--json", "-c", "nlload"),
+             "type": nltrace("flow", "--json", "--type", "RTM_GETSTATS"),
+             "all": nltrace("flow", "--json")}
+    with ThreadPoolExecutor(len(argvs)) as pool:   # each compiles on its own: started together
+        tracers = dict(zip(argvs, pool.map(Tracer, argvs.values())))
+    try:
+        waiting.communicate("go\n", timeout=300)
+        runs = [subprocess.run([NLLOAD, "get", "--count", str(NLLOAD_COUNT)], capture_output=True) for _ in
+                range(NLLOAD_RUNS)]
+        assert all(r.returncode == 0 for r in runs)
+        stats = subprocess.Popen([sys.executable, CLIENT, "--count", str(GETSTATS), "getstats", "--index", "1"],
+                                 stdout=subprocess.DEVNULL)
+        assert stats.wait() == 0
+        for tracer in tracers.values():
+            tracer.sync()
+    finally:
+        for tracer in tracers.values():
+            assert tracer.stop() == 0, tracer.stderr
+    seen = {name: tracer.stdout for name, tracer in tracers.items()}
+    mine = sends(seen["pid"])
+    assert {t["pid"] for t in seen["pid"]} == {waiting.pid} and len(mine) == 11
+    nlload = sends(seen["comm"])
+    assert {t["comm"] for t in seen["comm"]} == {"nlload"}
+    assert len(nlload) == NLLOAD_RUNS * NLLOAD_COUNT
+    assert sorted(Counter(t["pid"] for t in nlload).values()) == [NLLOAD_COUNT] * NLLOAD_RUNS
+    assert {t["message"]["type_name"] for t in seen["type"]} == {"RTM_GETSTATS"}
+    assert [t["pid"] for t in sends(seen["type"])] == [stats.pid] * GETSTATS
+    everything = sends(seen["all"])
+    assert len([t for t in everything if t["pid"] == waiting.pid]) == 11
+    assert len([t for t in everything if t["comm"] == "nlload"]) == NLLOAD_RUNS * NLLOAD_COUNT
+
