@@ -117,6 +117,8 @@ class PerfettoWriter:
         self.out = out
         self.names = {}          # track uuid -> the name its last descriptor gave
         self.first = True
+        self.trees = self.slices = 0
+        self.threads = set()     # thread track uuids
 
     def add(self, tree, capture):
         root = tree["root"]
@@ -142,9 +144,13 @@ class PerfettoWriter:
         extra = [annotation("tree", fields)]
         self._slices(trace, track, tree["ts_ns"], root, None, starts, ends, extra)
         self.out.write(trace.SerializeToString())
+        self.trees += 1
 
     def close(self):
         self.out.flush()
+
+    def summary(self):
+        return f"{self.trees} trees as {self.slices} slices on {len(self.threads)} threads"
 
     def _packet(self, trace, **fields):
         packet = trace.packet.add(trusted_packet_sequence_id=SEQUENCE, **fields)
@@ -159,6 +165,7 @@ class PerfettoWriter:
         renamed thread, a reused pid). A process is named after its main thread."""
         pid, tid, comm = tree["pid"], tree["tid"], tree["comm"]
         process, thread = _id("process", pid), _id("thread", pid, tid)
+        self.threads.add(thread)
         name = comm if pid == tid else self.names.get(process)
         if process not in self.names or self.names[process] != name:
             self.names[process] = name
@@ -178,6 +185,7 @@ class PerfettoWriter:
         whose return was not seen ends at limit (where its next sibling
         starts, or its parent's end) or, without one, as its children end."""
         start = ts_ns + node["offset_ns"]
+        self.slices += 1
         self._packet(trace, timestamp=start, track_event=TrackEvent(
             type=SLICE_BEGIN, track_uuid=track, name=node["func"],
             debug_annotations=_node_annotations(node) + list(extra),
