@@ -30,7 +30,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
 	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
-	$(PY) -m pip install -q -e . virtme-ng pytest pytest-timeout
+	$(PY) -m pip install -q -e . virtme-ng pytest pytest-timeout hypothesis
 	rm -rf $(PROMTOOL_DIR) && mkdir -p $(PROMTOOL_DIR) && cd $(PROMTOOL_DIR) && \
 		apt-get download -q prometheus && dpkg -x prometheus_*.deb . && rm prometheus_*.deb
 	mkdir -p .cache && touch $@

@@ -172,10 +172,14 @@ def _decode_body(cls, data, captured):
     return {}, {}
 
 
-def decode_message(data, protocol, genl_family=None):
+def decode_message(data, protocol, genl_family=None, length=None):
     """Decode a captured message head. data: the captured bytes (may be cut
-    short of the message). Returns the JSON contract's "message" object, or
-    None when fewer bytes than a netlink header were captured. The nested
+    short of the message); length: how long the skb was in full
+    (records.Capture.length), if known. Returns the JSON contract's
+    "message" object, or None when fewer bytes than a netlink header were
+    captured. "truncated": the capture cut a message the skb held whole;
+    "malformed" (only then present): why the kernel took it for no message,
+    an nlmsg_len below the header or past the bytes sent. The nested
     values (flags, fields, attrs) are shared between calls: read them only."""
     if protocol == nl.NETLINK_KOBJECT_UEVENT:
         return _uevent(data) if data else None
@@ -185,7 +189,27 @@ def decode_message(data, protocol, genl_family=None):
     # A process's messages mostly repeat but for seq and portid: decoding
     # (pyroute2, the costliest step of a tree) is done once per distinct rest.
     decoded = _decode_without_seq(data[:8] + bytes(8) + data[16:], protocol, genl_family)
-    return dict(decoded, seq=seq, portid=portid)
+    malformed = _malformed(decoded["len"], 0, length, len(data))
+    out = dict(decoded, seq=seq, portid=portid, truncated=not malformed and decoded["len"] > len(data))
+    if malformed:
+        out["malformed"] = malformed
+    return out
+
+
+def _malformed(nlmsg_len, offset, length, captured):
+    """Why netlink_rcv_skb takes the message at offset of a buffer for none
+    (its nlmsg_len below a header, or past the skb's length bytes: no
+    dispatch, no ack), or None. length None: not known (the captured bytes
+    are all there is to go by)."""
+    if nlmsg_len < NLMSG_HDRLEN:
+        return f"nlmsg_len {nlmsg_len} below the {NLMSG_HDRLEN}-byte header"
+    if length is None:
+        return None
+    sent = max(length, captured)
+    if nlmsg_len > sent - offset:
+        left = f"the {sent - offset} bytes left of " if offset else ""
+        return f"nlmsg_len {nlmsg_len} beyond {left}the {sent} bytes sent"
+    return None
 
 
 def message_head(protocol, head, family=None, cmd=None):
@@ -201,21 +225,29 @@ def message_head(protocol, head, family=None, cmd=None):
     return out
 
 
-def buffer_heads(data, protocol, family=None):
+def buffer_heads(data, protocol, family=None, length=None):
     """The header of each message in a captured buffer, in order, as
     message_head gives it (the last one's body may lie past the capture).
-    family: the generic-netlink family of the buffer's first message type."""
+    family: the generic-netlink family of the buffer's first message type;
+    length: the skb's full length, if known. A message the kernel takes for
+    none has "malformed" (as decode_message says it), and is the last; but
+    for a zero nlmsg_len after the first message: padding (iproute2 sends
+    its requests' unused space), where netlink_rcv_skb stops as quietly."""
     out, offset = [], 0
+    checked = protocol != nl.NETLINK_KOBJECT_UEVENT     # a uevent is text: no nlmsghdr to refuse
     while offset + NLMSG_HDRLEN <= len(data):
-        length, msg_type, flags, seq = struct.unpack_from("=IHHI", data, offset)
+        nlmsg_len, msg_type, flags, seq = struct.unpack_from("=IHHI", data, offset)
         cmd = None
         if protocol == nl.NETLINK_GENERIC and msg_type >= nl.NLMSG_MIN_TYPE and offset + NLMSG_HDRLEN < len(data):
             cmd = data[offset + NLMSG_HDRLEN]
         same_family = not out or msg_type == out[0]["type"]
         out.append(message_head(protocol, msg_type | flags << 16 | seq << 32, family if same_family else None, cmd))
-        if length < NLMSG_HDRLEN:
-            break       # netlink_rcv_skb stops at such a length too
-        offset += (length + 3) & ~3     # NLMSG_ALIGN
+        malformed = _malformed(nlmsg_len, offset, length, len(data))
+        if malformed:
+            if checked and (nlmsg_len or not offset):
+                out[-1]["malformed"] = malformed
+            break       # netlink_rcv_skb stops there too
+        offset += (nlmsg_len + 3) & ~3     # NLMSG_ALIGN
     return out
 
 
@@ -257,5 +289,4 @@ def _decode_without_seq(data, protocol, genl_family):
             out["fields"] = fields
         if attrs:
             out["attrs"] = attrs
-    out["truncated"] = length > len(data)
     return out

@@ -69,12 +69,15 @@ FUNC_NAMES = {
 def parse_record(data):
     """A bytes record from the ring buffer (or a stream) -> cffi struct view.
 
-    Raises ValueError for a record too short for its own node count, so a
-    corrupt capture is reported instead of read past its end.
+    Raises ValueError for a record too short for its own node count, or
+    whose msg_len is more than its msg[] holds, so a corrupt capture is
+    reported instead of read past its end.
     """
     if len(data) < NODES_OFFSET:
         raise ValueError(f"record of {len(data)} bytes is shorter than its header ({NODES_OFFSET})")
     rec = ffi.cast("struct nlt_record *", ffi.from_buffer(data))
+    if rec.msg_len > C.NLT_MSG_CAPTURE:
+        raise ValueError(f"record's msg_len {rec.msg_len} is more than its msg[] holds ({C.NLT_MSG_CAPTURE})")
     need = NODES_OFFSET + min(rec.nr_nodes, C.NLT_MAX_NODES) * NODE_SIZE
     if len(data) < need:
         raise ValueError(f"record of {len(data)} bytes holds fewer nodes than its count ({rec.nr_nodes})")
@@ -106,7 +109,8 @@ def hist_key(key):
 
 
 def parse_histograms(data):
-    """A HISTOGRAMS frame -> (ts_ns, {raw key: cumulative count}, {raw key: max ns})."""
+    """A HISTOGRAMS frame -> (ts_ns, {raw key: cumulative count}, {raw key: max ns}).
+    Raises ValueError for a frame cut short or an entry in no slot a kernel program fills."""
     if len(data) < HIST_HEAD_SIZE:
         raise ValueError(f"{len(data)} bytes is shorter than its head")
     head = ffi.cast("struct nlt_hist_head *", ffi.from_buffer(data))
@@ -116,6 +120,8 @@ def parse_histograms(data):
     counts, maxima = {}, {}
     for i in range(head.nr_entries):
         raw = hist_key(entries[i].key)
+        if raw[1] >= C.NLT_HIST_SLOTS and raw[1] != C.NLT_SLOT_MAX:
+            raise ValueError(f"entry {i} is in slot {raw[1]}, past the {C.NLT_HIST_SLOTS} log2 slots")
         (maxima if raw[1] == C.NLT_SLOT_MAX else counts)[raw] = entries[i].value
     return head.ts_ns, counts, maxima
 

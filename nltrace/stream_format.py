@@ -25,7 +25,9 @@ HEADER, RECORD, SYMBOLS, COUNTERS, HISTOGRAMS = (
     records.C.NLT_FRAME_HEADER, records.C.NLT_FRAME_RECORD, records.C.NLT_FRAME_SYMBOLS,
     records.C.NLT_FRAME_COUNTERS, records.C.NLT_FRAME_HISTOGRAMS)
 JSON_FRAMES = (SYMBOLS, COUNTERS)
+JSON_FRAME_NAMES = {SYMBOLS: "symbols", COUNTERS: "counters"}
 MAX_FRAME = 1 << 24
+MODES = ("flow", "latency")     # what the header's "mode" may say
 
 
 class StreamError(Exception):
@@ -86,13 +88,19 @@ def read_frames(inp):
         header = json.loads(_read_exact(inp, length, "the header"))
     except ValueError as e:
         raise StreamError(f"stream header is not JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise StreamError("stream header is not a JSON object")
     if header.get("version") != records.C.NLT_STREAM_VERSION:
-        raise StreamError(f"stream format version {header.get('version')} is not the "
+        raise StreamError(f"stream format version {header.get('version')!r} is not the "
                           f"supported {records.C.NLT_STREAM_VERSION}")
     if header.get("record_size") != records.RECORD_SIZE or header.get("node_size") != records.NODE_SIZE:
         raise StreamError("stream record layout differs from this nltrace's records.h")
     if header.get("endianness", "little") != "little":
         raise StreamError("stream is big-endian; nltrace reads little-endian streams only")
+    if header.get("mode", "flow") not in MODES:
+        raise StreamError(f"stream mode {header.get('mode')!r} is neither of {', '.join(MODES)}")
+    if type(header.get("realtime_offset_ns", 0)) not in (int, type(None)):     # bool is no int here
+        raise StreamError("stream header's realtime_offset_ns is not a number of nanoseconds")
     yield HEADER, header
     while True:
         head = inp.read(FRAME.size)
@@ -114,6 +122,25 @@ def read_frames(inp):
                 raise StreamError(f"corrupt histograms frame: {e}") from None
             continue
         try:
-            yield kind, json.loads(payload)
+            value = json.loads(payload)
         except ValueError as e:
             raise StreamError(f"corrupt frame payload: {e}") from None
+        if not _valid_json_frame(kind, value):
+            raise StreamError(f"corrupt {JSON_FRAME_NAMES[kind]} frame: not the JSON object it should be")
+        yield kind, value
+
+
+def _valid_json_frame(kind, value):
+    """SYMBOLS: {"0xaddr": "name"}, names that UTF-8 can write out; COUNTERS: {"name": count}."""
+    if not isinstance(value, dict):
+        return False
+    if kind == COUNTERS:
+        return True
+    try:
+        for addr, name in value.items():
+            if not isinstance(name, str) or int(addr, 16) < 0:
+                return False
+            name.encode()     # JSON's "\ud800" makes a lone surrogate, which no output takes
+    except ValueError:        # int() of no hex number, or UnicodeEncodeError
+        return False
+    return True

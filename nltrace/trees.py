@@ -23,9 +23,13 @@ AUX_KEYS = {C.NLT_FN_netlink_insert: "portid", C.NLT_FN_genl_bind: "group", C.NL
             C.NLT_FN_netlink_broadcast_filtered: "group",
             C.NLT_FN_netlink_unicast: "portid", C.NLT_FN___netlink_sendskb: "portid",
             C.NLT_FN_netlink_overrun: "portid"}
+PID_T_MAX = (1 << 31) - 1     # pid_t is a signed 32-bit int: no kernel gives a larger pid or tid
 EINTR = -4
 ESRCH = -3
 BROADCASTS = ("netlink_broadcast", "netlink_broadcast_filtered")
+# The roots of a socket's trees (tree.bpf.h, socket_root()): their records hold its facts, never a message.
+SOCKET_ROOTS = ("netlink_create", "netlink_bind", "netlink_connect", "netlink_release",
+                "__netlink_kernel_create", "netlink_kernel_release")
 
 
 def _cstr(char_array):
@@ -67,7 +71,13 @@ def mark_signals(node):
 
 
 def assemble(rec, symbolize):
-    """rec: a parsed struct nlt_record. symbolize: kernel address -> name or None."""
+    """rec: a parsed struct nlt_record. symbolize: kernel address -> name or None.
+    Raises ValueError for a record no kernel program writes: without its
+    root, of a pid no pid_t holds, or a socket's tree without its socket's facts."""
+    if not rec.nr_nodes:
+        raise ValueError("record holds no nodes, not even its root")
+    if rec.pid > PID_T_MAX or rec.tid > PID_T_MAX:
+        raise ValueError(f"record's pid {rec.pid} or tid {rec.tid} is beyond a pid_t")
     nodes = []
     family = _cstr(rec.genl_family) or None
     for start_ns, end_ns, ret, arg, func_id, depth, _, aux in records.node_tuples(rec):
@@ -91,8 +101,12 @@ def assemble(rec, symbolize):
         mark_signals(root)
 
     facts = records.socket_facts(rec)
-    capture = records.capture_of(rec).data
-    message = None if rec.flags & C.NLT_REC_SOCKET else decode_message(capture, rec.protocol, family)
+    if facts is None and (rec.flags & C.NLT_REC_SOCKET or root["func"] in SOCKET_ROOTS):
+        raise ValueError(f"{root['func']} record without its socket's facts "
+                         f"(flags {rec.flags:#x}, {rec.msg_len} bytes of msg)")
+    capture = records.capture_of(rec)
+    message = None if rec.flags & C.NLT_REC_SOCKET else \
+        decode_message(capture.data, rec.protocol, family, capture.length)
 
     err = rec.error
     if not err and root and root["ret"] is not None and -4095 <= root["ret"] < 0:
@@ -118,7 +132,7 @@ def assemble(rec, symbolize):
         tree["skb"] = hex(rec.skb)
     sent = []
     if root and root["func"] == "netlink_sendmsg" and not rec.flags & C.NLT_REC_SOCKET:
-        sent = buffer_heads(capture, rec.protocol, family)
+        sent = buffer_heads(capture.data, rec.protocol, family, capture.length)
     messages = messages_of(root, sent) if root else []
     if messages:
         tree["messages"] = messages

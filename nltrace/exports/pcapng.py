@@ -19,6 +19,8 @@ LINKTYPE_NETLINK = 253
 ARPHRD_NETLINK = 824       # Wireshark's netlink dissector gives up on any other
 PACKET_USER, PACKET_KERNEL = 6, 7     # what nlmon writes: to a user socket, to the kernel
 PSEUDO_HEADER = struct.Struct(">HHH8xH")
+PCAPNG_TS_MAX = (1 << 64) - 1    # an enhanced packet block's timestamp: 64 bits, in if_tsresol units (ns)
+PCAPNG_LEN_MAX = (1 << 32) - 1   # its original packet length: 32 bits
 NETLINK_GENERIC = PROTOCOL_VALUES["NETLINK_GENERIC"]
 # A uevent is text with no nlmsghdr: Wireshark would mark each one malformed.
 NOT_MESSAGES = {PROTOCOL_VALUES["NETLINK_KOBJECT_UEVENT"]: "uevents"}
@@ -30,7 +32,7 @@ TO_KERNEL = {"netlink_sendmsg"}
 def packet(capture, to_kernel):
     """The pseudo-header and captured bytes, and the length the packet had in full."""
     head = PSEUDO_HEADER.pack(PACKET_KERNEL if to_kernel else PACKET_USER, ARPHRD_NETLINK, 0, capture.protocol)
-    return head + capture.data, PSEUDO_HEADER.size + max(capture.length, len(capture.data))
+    return head + capture.data, min(PSEUDO_HEADER.size + max(capture.length, len(capture.data)), PCAPNG_LEN_MAX)
 
 
 def new_family(family_id, name):
@@ -82,7 +84,7 @@ class PcapngWriter:
         self.left_out = {}          # why -> how many trees
 
     def _write(self, ts_ns, data, length, inbound, text):
-        ts = ts_ns + self.offset_ns
+        ts = min(max(ts_ns + self.offset_ns, 0), PCAPNG_TS_MAX)    # a corrupt record's time, kept in range
         flags = EPBFlags()
         flags.inout = "inbound" if inbound else "outbound"
         self.writer.write_block(self.shb.new_member(

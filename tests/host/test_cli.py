@@ -91,6 +91,53 @@ def test_corrupt_streams_are_reported(recorded_stream, tmp_path, damage, message
     assert "Traceback" not in err
 
 
+def frame(kind, payload):
+    """A stream frame (records.h, struct nlt_frame) holding payload."""
+    return struct.pack("<B3xI", kind, len(payload)) + payload
+
+
+HEADER = b'{"version":3,"record_size":1376,"node_size":40'     # then its other keys and a }
+HISTOGRAM = struct.pack("<QII", 1, 1, 0) + struct.pack("<IIIHHI16sIQ", 2, 1024, 0, 0, 18, 0, b"", 0, 1)
+
+
+def symbols_naming_a_handler(data, name):
+    """The recorded stream's header, a SYMBOLS frame naming its first
+    record's handler name (JSON), then that record."""
+    at = after_header(data)
+    while True:
+        kind, length = struct.unpack_from("<B3xI", data, at)
+        if kind == 2 and struct.unpack_from("<Q", data, at + 16)[0]:
+            handler = struct.unpack_from("<Q", data, at + 16)[0]
+            return (data[:after_header(data)] + frame(3, b'{"%x": %s}' % (handler, name))
+                    + data[at:at + 8 + length])
+        at += 8 + length
+
+
+# Inputs tests/host/test_fuzz.py found, each once a traceback (or a message of several lines).
+@pytest.mark.parametrize("command, stream, message", [
+    ("flow", lambda d: b"NLTRACE\0" + frame(1, b"null"), "stream header is not a JSON object"),
+    ("flow", lambda d: b"NLTRACE\0" + frame(1, b'{"version":"\\n3"}'), "stream format version '\\n3' is not"),
+    ("flow", lambda d: b"NLTRACE\0" + frame(1, HEADER + b',"mode":"flow\\n"}'), "stream mode 'flow\\n' is neither"),
+    ("export", lambda d: b"NLTRACE\0" + frame(1, HEADER + b',"realtime_offset_ns":"1700000000"}'),
+     "realtime_offset_ns is not a number"),
+    ("flow", lambda d: b"NLTRACE\0" + frame(1, HEADER + b"}") + frame(3, b"[]"), "corrupt symbols frame"),
+    ("flow", lambda d: symbols_naming_a_handler(d, b'"\\ud800"'), "corrupt symbols frame"),
+    ("flow", lambda d: b"NLTRACE\0" + frame(1, HEADER + b"}") + frame(4, b"[]"), "corrupt counters frame"),
+    ("latency", lambda d: b"NLTRACE\0" + frame(1, HEADER + b',"mode":"latency"}') + frame(5, HISTOGRAM),
+     "corrupt histograms frame: entry 0 is in slot 1024"),
+])
+def test_fuzzed_streams_fail_in_one_line(recorded_stream, tmp_path, command, stream, message):
+    with open(recorded_stream, "rb") as f:
+        bad = tmp_path / "bad.nltrace"
+        bad.write_bytes(stream(f.read()))
+    args = {"flow": ["flow", "--input", str(bad), "--json"], "latency": ["latency", "--input", str(bad)],
+            "export": ["export", str(bad), "--to", "pcapng", "-o", str(tmp_path / "out.pcapng")]}[command]
+    out = nltrace(*args)
+    err = out.stderr.decode()
+    assert out.returncode == 1 and err.startswith("nltrace: ") and err.count("\n") == 1, err
+    assert message in err
+
+
 def test_missing_input_file():
     out = nltrace("flow", "--input", "/nonexistent/capture")
     assert out.returncode == 1 and b"cannot read" in out.stderr and b"Traceback" not in out.stderr

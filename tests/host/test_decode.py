@@ -6,7 +6,7 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, ctrlmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
 from nltrace import uapi
-from nltrace.decode import AF_MCTP, decode_message, errno_name, flag_names, protocol_name
+from nltrace.decode import AF_MCTP, buffer_heads, decode_message, errno_name, flag_names, protocol_name
 
 
 def encoded(msg, msg_type, flags, seq):
@@ -151,3 +151,62 @@ def test_mctp_addresses_and_routes_are_endpoint_ids():
     ifa = struct.pack("=BBBBI", 2, 24, 0, 0, 1) + struct.pack("=HH4B", 8, 2, 10, 9, 8, 7)
     assert decode_message(struct.pack("=IHHII", 16 + len(ifa), 20, 0x605, 2, 0) + ifa, 0)["attrs"] == \
         {"IFA_LOCAL": "10.9.8.7"}
+
+
+def getlink(nlmsg_len, size=32):
+    """An RTM_GETLINK request of size bytes (an ifinfomsg and IFLA_IFNAME "lo") whose nlmsg_len says nlmsg_len."""
+    data = struct.pack("=IHHII", nlmsg_len, 18, NLM_F_REQUEST | NLM_F_ACK, 5, 0) + struct.pack("=BxHiII", 0, 0, 1, 0, 0)
+    data += struct.pack("=HH", 7, 3) + b"lo\0\0"
+    return (data + bytes(size))[:size]
+
+
+def test_nlmsg_len_beyond_the_send_is_malformed_not_truncated():
+    """A 32-byte send whose nlmsg_len says 200: netlink_rcv_skb drops it (no
+    dispatch, no ack); the capture cut nothing."""
+    out = decode_message(getlink(200), 0, length=32)
+    assert out["malformed"] == "nlmsg_len 200 beyond the 32 bytes sent"
+    assert out["truncated"] is False
+    assert (out["type_name"], out["len"], out["fields"]["index"]) == ("RTM_GETLINK", 200, 1)
+    (head,) = buffer_heads(getlink(200), 0, length=32)
+    assert head["malformed"] == "nlmsg_len 200 beyond the 32 bytes sent"
+
+
+def test_nlmsg_len_below_a_header_is_malformed():
+    for nlmsg_len in (8, 15):
+        out = decode_message(getlink(nlmsg_len), 0, length=32)
+        assert out["malformed"] == f"nlmsg_len {nlmsg_len} below the 16-byte header"
+        assert out["truncated"] is False
+    assert buffer_heads(getlink(8), 0, length=32)[0]["malformed"] == "nlmsg_len 8 below the 16-byte header"
+
+
+def test_zero_length():
+    out = decode_message(getlink(0), 0, length=32)
+    assert out["malformed"] == "nlmsg_len 0 below the 16-byte header" and out["truncated"] is False
+    assert decode_message(getlink(0), 0) == out          # whatever the skb's length
+    assert decode_message(b"", 0, length=0) is None     # an empty send: no message at all
+
+
+def test_a_whole_message_cut_by_the_capture_is_truncated_not_malformed():
+    """A 400-byte message the kernel had whole, of which the capture kept 256 bytes."""
+    data = getlink(400, size=400)
+    out = decode_message(data[:256], 0, length=400)
+    assert out["truncated"] is True and "malformed" not in out
+    assert (out["len"], out["attrs"]["IFLA_IFNAME"]) == (400, "lo")
+    assert "malformed" not in buffer_heads(data[:256], 0, length=400)[0]
+
+
+def test_a_well_formed_message_reads_the_same_with_its_length():
+    data = getlink(32)
+    assert decode_message(data, 0, length=32) == decode_message(data, 0)
+    assert "malformed" not in decode_message(data, 0, length=32)
+
+
+def test_a_batch_whose_last_message_runs_past_the_send():
+    """Only the message that runs past the skb is dropped; the zeros iproute2
+    pads its requests with end the buffer as quietly as the kernel stops."""
+    first = getlink(32)
+    heads = buffer_heads(first + getlink(64), 0, length=64)
+    assert "malformed" not in heads[0]
+    assert heads[1]["malformed"] == "nlmsg_len 64 beyond the 32 bytes left of the 64 bytes sent"
+    padded = buffer_heads(first + bytes(128), 0, length=160)
+    assert len(padded) == 2 and "malformed" not in padded[1]

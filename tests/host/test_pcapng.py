@@ -115,3 +115,29 @@ def test_the_wireshark_plugin_makes_columns_of_the_comments(exported, path):
     for tree_id, pid, comm, handler in rows:
         tree, _ = trees[int(tree_id)]
         assert (int(pid), comm, handler or None) == (tree["pid"], tree["comm"], tree["handler"])
+
+
+def test_times_and_lengths_past_the_blocks_fields_are_kept_in_range():
+    """Found by tests/host/test_fuzz.py: a record's msg_total_len near 2**32
+    (the pseudo-header's 16 bytes on top) and a time outside 0..2**64 - 1 ns
+    (ts_ns near 2**64, or a negative realtime_offset_ns in the stream's
+    header) had python-pcapng raise struct.error."""
+    import io
+
+    from pcapng import FileScanner, blocks
+
+    from nltrace.exports.pcapng import PcapngWriter
+    from nltrace.records import Capture
+
+    def tree(ts_ns):
+        return {"ts_ns": ts_ns, "pid": 1, "tid": 1, "comm": "x", "handler": None, "error": None, "id": 1,
+                "message": None, "root": {"func": "netlink_sendmsg", "duration_ns": 1}}
+
+    capture = Capture(struct.pack("=IHHII", 16, 18, 1, 1, 0), 0xffffffff, 0)
+    out = io.BytesIO()
+    PcapngWriter(out, 10**18).add(tree(2**64 - 5), capture)
+    PcapngWriter(out, -2**40).add(tree(5), capture)
+    out.seek(0)
+    packets = [b for b in FileScanner(out) if isinstance(b, blocks.EnhancedPacket)]
+    assert [p.packet_len for p in packets] == [0xffffffff] * 2
+    assert [p.timestamp_high << 32 | p.timestamp_low for p in packets] == [2**64 - 1, 0]

@@ -78,3 +78,27 @@ def test_parse_record_rejects_short_records():
     records.ffi.cast("struct nlt_record *", records.ffi.from_buffer(data)).nr_nodes = 3
     with pytest.raises(ValueError, match="fewer nodes"):
         records.parse_record(bytes(data))
+
+
+def test_parse_record_refuses_a_msg_len_past_msg():
+    """Found by tests/host/test_fuzz.py: a msg_len past msg[]'s 256 bytes had
+    capture_of() read the record's nodes and then memory past the frame."""
+    import pytest
+    data = bytearray(records.NODES_OFFSET)
+    data[40:42] = (records.C.NLT_MSG_CAPTURE + 1).to_bytes(2, "little")      # msg_len
+    with pytest.raises(ValueError, match="msg_len 257"):
+        records.parse_record(bytes(data))
+    data[40:42] = records.C.NLT_MSG_CAPTURE.to_bytes(2, "little")
+    assert len(records.capture_of(records.parse_record(bytes(data))).data) == records.C.NLT_MSG_CAPTURE
+
+
+def test_parse_histograms_refuses_a_slot_past_the_log2_slots():
+    """Found by tests/host/test_fuzz.py: slot 1024 overflowed a float in the
+    percentiles (a traceback); slot 2**31 had bucket_bounds() make 2**(2**31)."""
+    import pytest
+    import struct
+    entry = struct.pack("<IIIHHI16sIQ", records.C.NLT_HIST_MESSAGE, 1024, 0, 0, 18, 0, b"", 0, 1)
+    with pytest.raises(ValueError, match="slot 1024"):
+        records.parse_histograms(struct.pack("<QII", 1, 1, 0) + entry)
+    top = struct.pack("<IIIHHI16sIQ", records.C.NLT_HIST_MESSAGE, records.C.NLT_HIST_SLOTS - 1, 0, 0, 18, 0, b"", 0, 1)
+    assert records.parse_histograms(struct.pack("<QII", 1, 1, 0) + top)[1]

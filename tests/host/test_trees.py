@@ -1,5 +1,7 @@
 """Tree assembly on records from a real kernel (tests/fixtures, see conftest)."""
 
+import struct
+
 from nltrace.sources.stream import StreamSource
 from nltrace import records
 from nltrace.trees import assemble, nest, walk
@@ -218,3 +220,65 @@ def test_a_refused_bind_names_no_portid(recorded_stream):
                and t["error"]["name"] == "EADDRINUSE"]
     assert len(refused) == 1 and "netlink_insert" in funcs(refused[0]["root"])
     assert "portid" not in refused[0]["socket"]
+
+
+def record(*nodes, msg=b"", **fields):
+    """A struct nlt_record's bytes, as a kernel program (or a corrupt stream)
+    would write it: fields by their records.h names, msg[], and nodes, each
+    (function, depth), 100 ns apart and returning 0."""
+    ffi = records.ffi
+    data = bytearray(records.NODES_OFFSET + len(nodes) * records.NODE_SIZE)
+    rec = ffi.cast("struct nlt_record *", ffi.from_buffer(data))
+    fields = dict({"ts_ns": 1000, "pid": 42, "tid": 42, "nr_nodes": len(nodes), "msg_len": len(msg)}, **fields)
+    for name, value in fields.items():
+        setattr(rec, name, value)
+    ffi.memmove(rec.msg, msg, len(msg))
+    ids = {name: i for i, name in records.FUNC_NAMES.items()}
+    for i, (func, depth) in enumerate(nodes):
+        rec.nodes[i].start_ns, rec.nodes[i].end_ns = 1000 + 100 * i, 2000 - 100 * i
+        rec.nodes[i].func, rec.nodes[i].depth = ids[func], depth
+    return bytes(data)
+
+
+def assembled(data):
+    from nltrace.links import Links
+    return Links().add(assemble(records.parse_record(data), lambda addr: None))
+
+
+def test_records_no_kernel_program_writes_are_malformed():
+    """Found by tests/host/test_fuzz.py, each once a traceback: a record of
+    no nodes (the filters and the rich view read its root), a socket's tree
+    without its socket's facts (Links read its "socket"), a pid no pid_t
+    holds (the Perfetto export's int32). Each is now a ValueError, which
+    run.flow counts as a malformed record."""
+    import pytest
+    with pytest.raises(ValueError, match="no nodes"):
+        assembled(record())
+    with pytest.raises(ValueError, match="netlink_release record without its socket's facts"):
+        assembled(record(("netlink_release", 0), flags=records.C.NLT_REC_SOCKET, msg_len=0))
+    with pytest.raises(ValueError, match="netlink_release record without its socket's facts"):
+        assembled(record(("netlink_release", 0)))
+    with pytest.raises(ValueError, match="pid 2147483648"):
+        assembled(record(("netlink_sendmsg", 0), pid=1 << 31))
+    facts = records.SOCKET.pack(0xffff0000, 100, 0, 0, 0)
+    tree = assembled(record(("netlink_release", 0), msg=facts, flags=records.C.NLT_REC_SOCKET))
+    assert tree["socket"]["portid"] == 100
+
+
+def getlink(nlmsg_len, size):
+    """An RTM_GETLINK request of size bytes whose nlmsg_len says nlmsg_len."""
+    data = struct.pack("=IHHII", nlmsg_len, 18, 5, 1, 0) + struct.pack("=BxHiII", 0, 0, 1, 0, 0)
+    return (data + bytes(size))[:size]
+
+
+def test_a_send_whose_nlmsg_len_runs_past_it_is_malformed_not_truncated():
+    """The skb's length (msg_total_len) reaches the decoder: a 32-byte send
+    saying 200 is malformed (the kernel dropped it); a 400-byte message of
+    which 256 bytes were captured is truncated."""
+    tree = assembled(record(("netlink_sendmsg", 0), ("netlink_rcv_skb", 1), msg=getlink(200, 32), msg_total_len=32))
+    assert tree["message"]["malformed"] == "nlmsg_len 200 beyond the 32 bytes sent"
+    assert tree["message"]["truncated"] is False
+    assert tree["messages"][0]["malformed"] == tree["message"]["malformed"]
+    tree = assembled(record(("netlink_sendmsg", 0), msg=getlink(400, 256), msg_total_len=400))
+    assert tree["message"]["truncated"] is True and "malformed" not in tree["message"]
+    assert "malformed" not in tree["messages"][0]
