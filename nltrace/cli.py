@@ -30,6 +30,12 @@ class Commands(click.Group):
             sys.exit(0)
 
 
+unredacted_secrets_option = click.option(
+    "--unredacted-secrets", is_flag=True,
+    help="Keep the key bytes some messages carry (IPsec SAs, WireGuard, MACsec, Wi-Fi, SRv6 HMAC, TIPC keys) "
+         "in what this shows and writes; without it they are overwritten with '*'.")
+
+
 def _power_of_two(_ctx, _param, value):
     if value < 1 or value & (value - 1):
         raise click.BadParameter("must be a power of two: 1, 2, 4, ...")
@@ -118,12 +124,15 @@ def skipped_text(skipped):
               "Wireshark (as nltrace export --to pcapng).")
 @click.option("--perfetto", "perfetto_path", metavar="FILE", help="Also write the trees to FILE as a Perfetto "
               "trace (as nltrace export --to perfetto).")
+@unredacted_secrets_option
 def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, no_recv, all_probes,
-         buffer_mb, kprobes, snaplen, ready_file, pcapng_path, perfetto_path):
+         buffer_mb, kprobes, snaplen, ready_file, pcapng_path, perfetto_path, unredacted_secrets):
     """Live call trees, one per netlink message."""
     from nltrace.filters import Filters
+    from nltrace.redact import redactor_for_run
     from nltrace.views import json_line, render_tree
     filters = Filters(pid, comm, protocol, msg_type, errors_only, no_recv)
+    redact = redactor_for_run(unredacted_secrets, live=not input_path)   # before attaching (redact.py)
     if input_path:
         source = StreamSource(input_path, "flow")
     else:
@@ -141,7 +150,7 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
             out.print(render_tree(tree, t0), crop=False)
 
     exports = [(fmt, path) for fmt, path in (("pcapng", pcapng_path), ("perfetto", perfetto_path)) if path]
-    outcome = run_flow(source, filters, show, duration, exports)
+    outcome = run_flow(source, filters, show, duration, exports, redact)
     counts = outcome.counters
     click.echo(f"nltrace: {outcome.shown} trees shown, {counts.get('lost', 0)} lost, "
                f"{counts.get('truncated', 0)} truncated, {counts.get('incomplete', 0)} incomplete"
@@ -150,7 +159,7 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
         raise NltraceError(f"{outcome.malformed} malformed records were skipped")
 
 
-def run_flow(source, filters, show, duration, exports):
+def run_flow(source, filters, show, duration, exports, redact):
     """run.flow() into show and the exports ((format, path) each); what each
     export wrote, on stderr."""
     from nltrace.exports import open_exports
@@ -162,7 +171,7 @@ def run_flow(source, filters, show, duration, exports):
     try:
         with open_exports(exports, source.realtime_offset_ns) as writers:
             return run.flow(source, filters, show, on_malformed, duration, on_heartbeat=sys.stdout.flush,
-                            exports=writers)
+                            exports=writers, redact=redact)
     finally:
         source.close()
         for writer in writers:    # also when the input ends in the middle: what was written is whole
@@ -174,11 +183,14 @@ def run_flow(source, filters, show, duration, exports):
 @click.option("--to", "fmt", type=click.Choice(["pcapng", "perfetto"]), required=True,
               help="pcapng: the messages, for Wireshark/tshark; perfetto: the call trees, for ui.perfetto.dev.")
 @click.option("-o", "--output", required=True, metavar="FILE|-", help="Where to write it.")
-def export(input_path, fmt, output):
+@unredacted_secrets_option
+def export(input_path, fmt, output, unredacted_secrets):
     """Export a recorded stream (nltrace record, nltrace-agent; - for stdin)."""
     from nltrace.filters import Filters
+    from nltrace.redact import redactor_for_run
+    redact = redactor_for_run(unredacted_secrets, live=False)
     outcome = run_flow(StreamSource(input_path, "flow"), Filters(), lambda tree, capture: None, None,
-                       [(fmt, output)])
+                       [(fmt, output)], redact)
     if outcome.malformed:
         raise NltraceError(f"{outcome.malformed} malformed records were skipped")
 
@@ -193,15 +205,18 @@ def export(input_path, fmt, output):
 @kprobes_option
 @snaplen_option
 @ready_file_option
-def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes, snaplen, ready_file):
+@unredacted_secrets_option
+def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes, snaplen, ready_file, unredacted_secrets):
     """Capture raw records to a stream, for `flow --input` later or elsewhere."""
     from nltrace.output import close_output, open_output
+    from nltrace.redact import redactor_for_run
     from nltrace.sources.live import stream_meta
     from nltrace.stream_format import StreamWriter
+    redact = redactor_for_run(unredacted_secrets, live=True, writes_records=True)
     out = open_output(output)   # before the compile: a wrong path fails at once
     source = open_live(TraceConfig.for_flow(pid, None, no_recv, all_probes, buffer_mb, kprobes, snaplen), ready_file)
     try:
-        outcome = run.record(source, StreamWriter(out, stream_meta(source)), duration)
+        outcome = run.record(source, StreamWriter(out, stream_meta(source)), duration, redact)
     finally:
         source.close()
         close_output(out, output)

@@ -11,6 +11,7 @@ from nltrace.errors import CannotTrace, Interrupted, LoadError
 from nltrace.histograms import group, interval_delta
 from nltrace.kernel import features
 from nltrace.links import Links
+from nltrace.redact import redactor
 from nltrace.trees import assemble
 
 
@@ -117,16 +118,20 @@ def read_records(source, on_record, duration, on_heartbeat=lambda: None):
     return Outcome(skipped=skipped, counters=source.counters())
 
 
-def flow(source, filters, show, on_malformed, duration, on_heartbeat=lambda: None, exports=()):
+def flow(source, filters, show, on_malformed, duration, on_heartbeat=lambda: None, exports=(), redact=None):
     """Trees of source that pass filters, each to show(tree, capture) and to
     every exports' add(tree, capture) (capture: the records.Capture of its
     message bytes); a record that cannot be parsed to
-    on_malformed(ValueError). Returns the Outcome."""
+    on_malformed(ValueError). Each record passes through redact first
+    (default: redact.redactor(zero_unused=False), its secrets overwritten).
+    Returns the Outcome."""
     shown = malformed = 0
     links = Links()
+    redact = redact or redactor(zero_unused=False)
 
     def on_record(raw):
         nonlocal shown, malformed
+        raw = redact(raw)
         try:
             rec = records.parse_record(raw)
             tree = links.add(assemble(rec, source.symbolize))
@@ -146,15 +151,18 @@ def flow(source, filters, show, on_malformed, duration, on_heartbeat=lambda: Non
     return outcome
 
 
-def record(source, writer, duration):
+def record(source, writer, duration, redact=None):
     """Raw records of source into writer (a StreamWriter), each handler's
-    name in a SYMBOLS frame before the first record that needs it. Returns
+    name in a SYMBOLS frame before the first record that needs it, each
+    record through redact first (default: a redact.redactor()). Returns
     the Outcome (shown: records written)."""
     known = set()
     written = 0
+    redact = redact or redactor()
 
     def on_record(raw):
         nonlocal written
+        raw = redact(raw)
         rec = records.parse_record(raw)
         if rec.handler and rec.handler not in known:
             known.add(rec.handler)
