@@ -91,6 +91,7 @@ const char *nlt_symbolize(struct nlt_agent *a, __u64 addr)
  * tree on the console with --text. */
 int nlt_on_record(void *ctx, void *data, size_t size)
 {
+	static struct nlt_record clean;   /* the ring's pages are read-only here */
 	struct nlt_agent *a = ctx;
 	const struct nlt_record *rec = data;
 
@@ -102,7 +103,13 @@ int nlt_on_record(void *ctx, void *data, size_t size)
 	}
 	if (rec->handler)
 		nlt_symbolize(a, rec->handler);   /* its SYMBOLS frame goes before the record */
-	nlt_write_frame(a, NLT_FRAME_RECORD, data, size, NULL, 0);
+	/* The kernel reuses a thread's record: msg[] past this message still
+	 * holds earlier ones, which must not reach the stream. */
+	if (size > sizeof(clean) || rec->msg_len > NLT_MSG_CAPTURE)
+		return 0;
+	memcpy(&clean, data, size);
+	memset(clean.msg + clean.msg_len, 0, NLT_MSG_CAPTURE - clean.msg_len);
+	nlt_write_frame(a, NLT_FRAME_RECORD, &clean, size, NULL, 0);
 	return 0;
 }
 
