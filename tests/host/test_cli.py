@@ -201,3 +201,11 @@ def test_latency_writes_prometheus_textfile(tmp_path):
     for args in (["--label", "board"], ["--prometheus", "99999"], ["--prometheus-textfile", str(tmp_path / "x" / "y")]):
         bad = nltrace("latency", "--input", stream, *args)
         assert bad.returncode == 1 and b"Traceback" not in bad.stderr, bad.stderr
+
+
+def test_export_to_perfetto_says_what_it_wrote(recorded_stream, tmp_path):
+    out = tmp_path / "trace.pftrace"
+    done = nltrace("export", recorded_stream, "--to", "perfetto", "-o", str(out))
+    trees = nltrace("flow", "--input", recorded_stream, "--json").stdout.splitlines()
+    assert done.returncode == 0 and f"(perfetto): {len(trees)} trees as ".encode() in done.stderr, done.stderr
+    assert out.stat().st_size > 0 and out.stat().st_mode & 0o777 == 0o600
