@@ -270,8 +270,8 @@ static __always_inline void capture_protocol(struct nlt_thread *t, void *sk)
 /* Keep the first message of the tree: the head of the skb's data. */
 static __always_inline void capture_skb(struct nlt_thread *t, void *skb)
 {
-	__u64 data = 0, size;
-	__u32 len = 0;
+	__u64 data = 0;
+	__u32 len = 0, size;
 
 	if (t->rec.msg_len || !skb)
 		return;
@@ -281,9 +281,12 @@ static __always_inline void capture_skb(struct nlt_thread *t, void *skb)
 		return;
 	/* The message's bytes only: what follows it in the skb head is not the sender's. */
 	size = config_get(NLT_CFG_SNAPLEN);
-	size = len < size ? len : size;
+	if (len < size)
+		size = len;
 	if (!size || size > NLT_MSG_CAPTURE)
 		return;
+	/* The bound again as a mask: the verifier keeps it whatever the compiler made of the compares. */
+	size &= 2 * NLT_MSG_CAPTURE - 1;
 	if (bpf_probe_read_kernel(t->rec.msg, size, (void *)data))
 		return;
 	t->rec.msg_len = size;
