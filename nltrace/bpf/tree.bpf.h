@@ -283,9 +283,10 @@ static __always_inline void capture_skb(struct nlt_thread *t, void *skb)
 	size = config_get(NLT_CFG_SNAPLEN);
 	if (len < size)
 		size = len;
-	if (!size || size > NLT_MSG_CAPTURE)
-		return;
-	/* The bound again as a mask: the verifier keeps it whatever the compiler made of the compares. */
+	size = size < NLT_MSG_CAPTURE ? size : NLT_MSG_CAPTURE;
+	/* The compiler passes the helper a copy the compares never bounded;
+	 * hidden from it, a mask bounds the register the verifier checks. */
+	asm volatile("" : "+r"(size));
 	size &= 2 * NLT_MSG_CAPTURE - 1;
 	if (bpf_probe_read_kernel(t->rec.msg, size, (void *)data))
 		return;
