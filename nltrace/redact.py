@@ -421,6 +421,19 @@ class Redactor:
             self.families[family_id] = name
 
 
+def _attributes(buf, at, limit, n):
+    """(start, type, end) of each attribute of buf[at:limit] whose header
+    is within buf; a malformed length (under a header's, or past limit)
+    ends the walk with (start, None, None)."""
+    while at + n.nla_hdrlen <= len(buf):
+        nla_len, nla_type = _NLATTR.unpack_from(buf, at)
+        if nla_len < n.nla_hdrlen or at + nla_len > limit:
+            yield at, None, None
+            return
+        yield at, nla_type, at + nla_len
+        at += _align(nla_len)
+
+
 def _attrs(buf, at, limit, cap, spec, n):
     """Overwrite what spec names among the attributes of buf[at:limit],
     read up to cap (the capture's end); whether anything changed. An
@@ -428,10 +441,8 @@ def _attrs(buf, at, limit, cap, spec, n):
     a header's, or past limit) overwrites all from it on."""
     changed = False
     end = min(limit, cap)
-    while at + n.nla_hdrlen <= end:
-        nla_len, nla_type = _NLATTR.unpack_from(buf, at)
-        stop = at + nla_len
-        if nla_len < n.nla_hdrlen or stop > limit:
+    for at, nla_type, stop in _attributes(memoryview(buf)[:end], at, limit, n):
+        if nla_type is None:
             return _overwrite(buf, at, end) or changed
         what = spec.get(nla_type & n.nla_type_mask)
         if what is not None:
@@ -445,20 +456,16 @@ def _attrs(buf, at, limit, cap, spec, n):
                 changed |= _each(buf, payload, stop, cut, nested[0], n)
             else:
                 changed |= _attrs(buf, payload, stop, cut, nested, n)
-        at += _align(nla_len)
     return changed
 
 
 def _each(buf, at, limit, cap, spec, n):
     changed = False
     end = min(limit, cap)
-    while at + n.nla_hdrlen <= end:
-        nla_len, _ = _NLATTR.unpack_from(buf, at)
-        stop = at + nla_len
-        if nla_len < n.nla_hdrlen or stop > limit:
+    for at, nla_type, stop in _attributes(memoryview(buf)[:end], at, limit, n):
+        if nla_type is None:
             return _overwrite(buf, at, end) or changed
         changed |= _attrs(buf, at + n.nla_hdrlen, stop, min(stop, end), spec, n)
-        at += _align(nla_len)
     return changed
 
 
