@@ -6,6 +6,8 @@
 #                  emulated AST2500 with its 6.12 kernel (one boot)
 #   make test-board  the AST2500 with each of its kernels (6.12 and 5.10)
 #   make vm CMD=.. any command inside the test VM
+#   make soak      flow and latency attached for 10 minutes of full-rate load in the VM:
+#                  memory growth and exact counts (bench/SOAK.md); its short form is in make test
 #   make bench     overhead of nltrace and bpftrace in the VM, of the agent on the emulated
 #                  AST2500, host-side throughput (bench/RESULTS.md)
 SHELL := /bin/bash
@@ -19,7 +21,7 @@ APT_PACKAGES := python3-venv python3-bpfcc bpfcc-tools bpftrace dwarves iproute2
 	gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-system-arm device-tree-compiler cpio \
 	ethtool nftables flex bison bc libssl-dev tshark
 
-.PHONY: install demo test test-host test-vm test-arm test-board vm bench
+.PHONY: install demo test test-host test-vm test-arm test-board vm bench soak
 
 install: $(STAMP)
 
@@ -81,6 +83,11 @@ vm: install
 	tools/vm bash -c '$(CMD)'
 
 BENCH_OUT := .cache/vm-out/bench
+soak: install $(NLLOAD)
+	mkdir -p $(BENCH_OUT)
+	tools/vm $(PY) bench/soak.py --nlload $(NLLOAD) --markdown $(BENCH_OUT)/soak.md
+	cp $(BENCH_OUT)/soak.md bench/SOAK.md
+
 bench: install $(NLLOAD)
 	mkdir -p $(BENCH_OUT)
 	$(PY) bench/throughput.py | tee $(BENCH_OUT)/throughput.jsonl

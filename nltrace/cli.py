@@ -11,7 +11,7 @@ from rich.table import Table
 
 from nltrace import run
 from nltrace.config import SNAPLEN_MAX, SNAPLEN_MIN, TraceConfig
-from nltrace.errors import BadInput, NltraceError
+from nltrace.errors import BadInput, Interrupted, NltraceError
 from nltrace.sources.stream import StreamSource
 
 
@@ -28,6 +28,9 @@ class Commands(click.Group):
         except BrokenPipeError:   # the reader went away (nltrace flow | head)
             sys.stderr.close()
             sys.exit(0)
+        except KeyboardInterrupt:  # Ctrl-C before anything was attached (after, it is run.Stop)
+            click.echo("nltrace: interrupted", err=True)
+            sys.exit(Interrupted.exit_status)
 
 
 unredacted_secrets_option = click.option(
@@ -91,6 +94,9 @@ def open_live(config, ready_file):
     if source.stale_removed:
         click.echo(f"nltrace: removed {source.stale_removed} kprobe events that a killed nltrace left in tracefs",
                    err=True)
+    if source.stale_left:
+        click.echo("nltrace: could not remove kprobe events that a killed nltrace left in tracefs: "
+                   + "; ".join(source.stale_left), err=True)
     if source.fentry_failure:
         click.echo(f"nltrace: fentry/fexit could not be used, kprobes instead: {source.fentry_failure}",
                    err=True)

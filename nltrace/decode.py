@@ -176,14 +176,17 @@ def decode_message(data, protocol, genl_family=None, length=None):
     """Decode a captured message head. data: the captured bytes (may be cut
     short of the message); length: how long the skb was in full
     (records.Capture.length), if known. Returns the JSON contract's
-    "message" object, or None when fewer bytes than a netlink header were
-    captured. "truncated": the capture cut a message the skb held whole;
-    "malformed" (only then present): why the kernel took it for no message,
-    an nlmsg_len below the header or past the bytes sent. The nested
-    values (flags, fields, attrs) are shared between calls: read them only."""
+    "message" object, or None for an empty send, or when fewer bytes than a
+    netlink header were captured of a longer one. "truncated": the capture
+    cut a message the skb held whole; "malformed" (only then present): why
+    the kernel took it for no message: fewer bytes sent than a header, an
+    nlmsg_len below the header or past the bytes sent. The nested values
+    (flags, fields, attrs) are shared between calls: read them only."""
     if protocol == nl.NETLINK_KOBJECT_UEVENT:
         return _uevent(data) if data else None
     if len(data) < NLMSG_HDRLEN:
+        if data and length == len(data):
+            return _headless(length)
         return None
     seq, portid = struct.unpack_from("=II", data, 8)
     # A process's messages mostly repeat but for seq and portid: decoding
@@ -194,6 +197,13 @@ def decode_message(data, protocol, genl_family=None, length=None):
     if malformed:
         out["malformed"] = malformed
     return out
+
+
+def _headless(length):
+    """A send of fewer bytes than a netlink header, which the kernel skips."""
+    return {"type": None, "type_name": None, "flags": [], "seq": None, "portid": None, "family": None,
+            "cmd": None, "len": None, "truncated": False,
+            "malformed": f"{length} bytes sent, fewer than the {NLMSG_HDRLEN}-byte header"}
 
 
 def _malformed(nlmsg_len, offset, length, captured):

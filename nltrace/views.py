@@ -51,13 +51,16 @@ def message_text(tree):
         return "(no message captured)"
     if msg.get("uevent"):
         return f"uevent {msg['uevent']}"
+    if msg["type"] is None:
+        return f"malformed: {msg['malformed']}"
     name = msg["type_name"] or f"type {msg['type']}"
     if msg.get("family"):
         name = f"{msg['family']}/{msg.get('cmd_name') or msg['cmd']}"
     elif msg.get("subsys"):
         name = f"{msg['subsys']}/{msg['type_name'] or msg['type'] & 0xff}"
     flags = "|".join(f.replace("NLM_F_", "") for f in msg["flags"]) or "-"
-    return f"{name} [{flags}] seq={msg['seq']} portid={msg['portid']} len={msg['len']}"
+    text = f"{name} [{flags}] seq={msg['seq']} portid={msg['portid']} len={msg['len']}"
+    return f"{text}  malformed: {msg['malformed']}" if msg.get("malformed") else text
 
 
 def _node_label(node):

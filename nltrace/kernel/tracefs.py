@@ -26,17 +26,18 @@ def _alive(pid):
 
 def remove_stale_bcc_events(functions):
     """Remove the BCC kprobe events on functions (names) whose process is
-    gone; returns how many were removed."""
+    gone; returns (how many were removed, "event: why" for each that could
+    not be)."""
     base = tracefs_dir()
     if base is None:
-        return 0
+        return 0, []
     path = os.path.join(base, "kprobe_events")
     try:
         with open(path) as f:
             lines = f.read().splitlines()
     except OSError:
-        return 0
-    removed = 0
+        return 0, []
+    removed, failed = 0, []
     for line in lines:
         found = BCC_EVENT.match(line)
         if not found or found.group(2) not in functions or _alive(int(found.group(3))):
@@ -45,6 +46,6 @@ def remove_stale_bcc_events(functions):
             with open(path, "a") as f:
                 f.write(f"-:{found.group(1)}\n")
             removed += 1
-        except OSError:
-            pass   # in use after all: left as it is
-    return removed
+        except OSError as e:
+            failed.append(f"{found.group(1)}: {e.strerror}")
+    return removed, failed

@@ -57,7 +57,8 @@ class BccSource:
         self.realtime_offset_ns = time.time_ns() - time.monotonic_ns()
         wanted, self.missing = config.plan(symbols)
         # BCC's event names: the symbol with "." and "+" as "_"
-        self.stale_removed = remove_stale_bcc_events({re.sub(r"[.+]", "_", symbol) for _, symbol in wanted})
+        self.stale_removed, self.stale_left = remove_stale_bcc_events(
+            {re.sub(r"[.+]", "_", symbol) for _, symbol in wanted})
         cflags = ["-DNLT_BCC", f"-I{BPF_DIR}"] + _layout_cflags()
         if config.mode == "flow":
             ring_bytes = config.ring_mb << 20

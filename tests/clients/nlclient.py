@@ -9,11 +9,13 @@ Messages are built with pyroute2's declarative classes.
 import argparse
 import json
 import os
+import random
 import socket
+import struct
 import sys
 
 from pyroute2.netlink import (CTRL_CMD_GETFAMILY, GENL_ID_CTRL, NETLINK_GENERIC, NETLINK_ROUTE,
-                              NETLINK_USERSOCK, NLM_F_ACK, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR,
+                              NETLINK_USERSOCK, NLM_F_ACK, NLM_F_REQUEST, NLMSG_DONE, NLMSG_ERROR, NLMSG_NOOP,
                               ctrlmsg, nlmsg, nlmsgerr)
 from pyroute2.netlink.rtnl import RTM_GETLINK, RTM_GETSTATS, RTM_SETLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
@@ -25,6 +27,8 @@ NETLINK_EXT_ACK = 11
 USER_MSG_TYPE = 0x20      # above NLMSG_MIN_TYPE: a user-to-user message type
 NETLINK_AUDIT = 9
 AUDIT_GET = 1000          # linux/audit.h: the audit status
+NLMSG_HDRLEN = 16
+SO_RCVBUFFORCE = 33
 UNUSED_PROTOCOL = 31      # below MAX_LINKS (32), and no kernel registers it
 
 
@@ -250,6 +254,88 @@ def listen(args):
         print(json.dumps({"pid": os.getpid(), "type": msg["header"]["type"]}), flush=True)
 
 
+# A request each protocol answers, as (type, body): RTM_GETLINK of ifindex 1;
+# CTRL_CMD_GETFAMILY without a name (EINVAL); nf_tables' GETGEN; a unix
+# socket's diag by inode 0 (ENOENT); XFRM_MSG_GETSA of nothing (ESRCH); AUDIT_GET.
+REQUESTS = {NETLINK_ROUTE: (RTM_GETLINK, struct.pack("=BxHiII", 0, 0, 1, 0, 0)),
+            NETLINK_GENERIC: (GENL_ID_CTRL, bytes([CTRL_CMD_GETFAMILY, 1, 0, 0])),
+            12: (10 << 8 | 16, bytes(4)),
+            4: (20, struct.pack("=BBHIIIII", socket.AF_UNIX, 0, 0, 0xffffffff, 0, 0, 0xffffffff, 0xffffffff)),
+            6: (0x12, bytes(16) + struct.pack("=IHBx", 0, socket.AF_INET, 50)),
+            NETLINK_AUDIT: (AUDIT_GET, b"")}
+UNKNOWN_TYPE = 0x7ff0
+PROBE_SEQ = 1 << 20
+
+
+def header(nlmsg_len, msg_type, flags, seq):
+    """A bare nlmsghdr packed by hand: these sends are wrong on purpose
+    (lengths that lie), which pyroute2's encoder would correct."""
+    return struct.pack("=IHHII", nlmsg_len, msg_type, flags, seq, 0)
+
+
+def malformed_cases(protocol, seq):
+    """(case, its first seq, bytes of one sendmsg, how many messages the
+    kernel dispatches); each case's seqs start 1000 past the last's."""
+    msg_type, body = REQUESTS[protocol]
+    flags = NLM_F_REQUEST | NLM_F_ACK
+
+    def request(seq, size=NLMSG_HDRLEN + len(body), type_=msg_type):
+        return header(size, type_, flags, seq) + body + bytes(size - NLMSG_HDRLEN - len(body))
+    noise = random.Random(protocol)
+    aligned = (NLMSG_HDRLEN + len(body) + 3) & ~3
+    cases = (("shorter than a header", lambda seq: request(seq)[:10], 0),
+             ("empty", lambda seq: b"", 0),
+             ("nlmsg_len 0", lambda seq: header(0, msg_type, flags, seq) + bytes(16), 0),
+             ("nlmsg_len beyond the send", lambda seq: header(200, msg_type, flags, seq) + bytes(16), 0),
+             ("unknown type", lambda seq: request(seq, type_=UNKNOWN_TYPE), 1),
+             ("64 KiB", lambda seq: request(seq, size=65536), 1),
+             ("100 in one sendmsg", lambda seq: b"".join(request(seq + i, size=aligned) for i in range(100)), 100),
+             ("random bytes", lambda seq: noise.randbytes(48), None),
+             ("random body", lambda seq: header(64, msg_type, flags, seq) + noise.randbytes(48), 1))
+    for i, (case, make, dispatched) in enumerate(cases):
+        data = make(seq + 1000 * i)
+        if dispatched is None:     # random: whether its header holds, as netlink_rcv_skb checks it
+            dispatched = int(NLMSG_HDRLEN <= struct.unpack_from("=I", data)[0] <= len(data))
+        yield case, seq + 1000 * i, data, dispatched
+
+
+def read_acks(sock, probe_seq):
+    """The errno of each ack read before the probe's ack, by seq."""
+    acks = {}
+    while True:
+        data = sock.recv(1 << 17)
+        offset = 0
+        while offset + NLMSG_HDRLEN <= len(data):
+            length, msg_type, _, seq, _ = struct.unpack_from("=IHHII", data, offset)
+            if msg_type == NLMSG_ERROR:
+                if seq == probe_seq:
+                    return acks
+                acks[seq] = -struct.unpack_from("=i", data, offset + NLMSG_HDRLEN)[0]
+            offset += (max(length, NLMSG_HDRLEN) + 3) & ~3
+
+
+def malformed(args):
+    """Each malformed_cases send on a socket of --protocol, then a NLMSG_NOOP
+    with NLM_F_ACK whose ack ends the reading: every ack the kernel gave the
+    send comes before it. One JSON line per send: the case, its bytes' length
+    and seq, how many messages it dispatches, the errno of the send itself
+    (0 if it was taken) and the acks' errno by seq."""
+    sock = open_socket(args.protocol)
+    sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 22)    # 100 replies and acks at once
+    for i, (case, seq, data, dispatched) in enumerate(malformed_cases(args.protocol, args.seq)):
+        try:
+            sock.send(data)
+            refused = 0
+        except OSError as e:
+            refused = e.errno
+        probe = PROBE_SEQ + i
+        sock.send(header(NLMSG_HDRLEN, NLMSG_NOOP, NLM_F_REQUEST | NLM_F_ACK, probe))
+        print(json.dumps({"pid": os.getpid(), "case": case, "len": len(data), "seq": seq,
+                          "dispatched": dispatched, "send_errno": refused, "probe_seq": probe,
+                          "acks": read_acks(sock, probe)}),
+              flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--count", type=int, default=1)
@@ -284,6 +370,9 @@ def main():
     p.add_argument("--rcvbuf", type=int, default=0)
     p.add_argument("--no-read", action="store_true")
     p.set_defaults(fn=listen)
+    p = sub.add_parser("malformed")
+    p.add_argument("--protocol", type=int, required=True)
+    p.set_defaults(fn=malformed)
     p = sub.add_parser("sockets")
     p.add_argument("--groups", type=lambda s: int(s, 0), default=0, help="nl_groups to bind to")
     p.set_defaults(fn=sockets)

@@ -186,6 +186,12 @@ def test_zero_length():
     assert decode_message(b"", 0, length=0) is None     # an empty send: no message at all
 
 
+def test_a_send_shorter_than_a_header_is_malformed():
+    out = decode_message(b"\x01" * 10, 0, length=10)
+    assert out["malformed"] == "10 bytes sent, fewer than the 16-byte header" and out["type"] is None
+    assert decode_message(b"\x01" * 10, 0) is None       # the skb's length unknown: nothing to go by
+
+
 def test_a_whole_message_cut_by_the_capture_is_truncated_not_malformed():
     """A 400-byte message the kernel had whole, of which the capture kept 256 bytes."""
     data = getlink(400, size=400)

@@ -54,6 +54,15 @@ def test_live_pcapng_and_perfetto(tmp_path):
     refused = [t for t in with_message if t["error"] and t["error"]["extack"] and t["comm"] == "ip"]
     assert refused and all(f"extack: {t['error']['extack']}" in packets[t["id"]][5] for t in refused)
 
+    # one slice per node: each tree's packets are written together, its root's slice first
     trace = Trace.FromString(perfetto.read_bytes())
-    begins = [p for p in trace.packet if p.HasField("track_event") and p.track_event.type == SLICE_BEGIN]
-    assert len(begins) == sum(len(list(walk(t["root"]))) for t in trees if t["root"])
+    slices, tree_id = {}, None
+    for packet in trace.packet:
+        if packet.HasField("track_event") and packet.track_event.type == SLICE_BEGIN:
+            for note in packet.track_event.debug_annotations:
+                if note.name == "tree":
+                    tree_id = next(e.int_value for e in note.dict_entries if e.name == "id")
+            slices[tree_id] = slices.get(tree_id, 0) + 1
+    nodes = {t["id"]: len(list(walk(t["root"]))) for t in trees if t["root"]}
+    assert slices == nodes, {i: (slices.get(i), nodes.get(i)) for i in set(slices) | set(nodes)
+                             if slices.get(i) != nodes.get(i)}

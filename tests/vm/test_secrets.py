@@ -4,7 +4,8 @@ The workload sets keys the way their tools do: an IPsec SA (`ip xfrm state
 add`, then list and flush), a WireGuard device (pyroute2's WireGuard, in a
 child process: a private key and a peer's preshared key set, the device read
 back, and a set on a missing device, whose error ack echoes the request) and
-a MACsec transmit SA (`ip macsec add`). Then no output holds any 8 bytes of
+a MACsec transmit SA (`ip macsec add`, inactive: an active one cannot be
+deleted). Then no output holds any 8 bytes of
 any key, in binary, hex or base64: a live `flow --json --pcapng --perfetto`,
 a live `record`, and `flow --input` and `export` of a stream recorded with
 --unredacted-secrets, which does hold the keys (so these tests can fail).
@@ -103,7 +104,7 @@ def workload():
         ("ip", ["ip", "xfrm", "state", "flush"]),
         ("wg", [sys.executable, "-c", WG_CLIENT, WG_DEV, KEYS["wireguard private"].hex(),
                 KEYS["wireguard preshared"].hex(), WG_PUBLIC.hex()]),
-        ("ip", ["ip", "macsec", "add", MACSEC_DEV, "tx", "sa", "0", "pn", "1", "on", "key", "01",
+        ("ip", ["ip", "macsec", "add", MACSEC_DEV, "tx", "sa", "0", "pn", "1", "off", "key", "01",
                 KEYS["macsec"].hex()]),
         ("ip", ["ip", "macsec", "show", MACSEC_DEV]),
         ("ip", ["ip", "macsec", "del", MACSEC_DEV, "tx", "sa", "0"]),

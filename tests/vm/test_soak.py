@@ -1,0 +1,25 @@
+"""make soak's short form: flow and latency attached together for a minute
+of full-rate nlload requests; every request's tree shown or counted lost,
+latency's count exact. Memory is printed, not judged: a minute is too short
+to tell growth from warm-up (make soak runs ten)."""
+
+import json
+import os
+import sys
+
+from conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from soak import soak  # noqa: E402
+
+NLLOAD = os.path.join(ROOT, ".cache", "bench", "nlload")
+
+
+def test_a_minute_at_full_rate_with_flow_and_latency():
+    result = soak(NLLOAD, duration_s=60, warmup_s=20)
+    print(json.dumps(result))
+    assert result["requests"] > 0
+    assert result["latency_count"] == result["requests"]
+    assert result["flow_sends_shown"] <= result["requests"] <= result["flow_sends_shown"] + result["flow_lost"]
+    if result["flow_lost"] == 0:
+        assert result["flow_sends_shown"] == result["requests"]
