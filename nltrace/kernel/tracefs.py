@@ -42,9 +42,14 @@ def remove_stale_bcc_events(functions):
         found = BCC_EVENT.match(line)
         if not found or found.group(2) not in functions or _alive(int(found.group(3))):
             continue
+        # os.open, not open(path, "a"): Python seeks to the end of a file it
+        # opens to append, and kprobe_events refuses SEEK_END (EINVAL).
         try:
-            with open(path, "a") as f:
-                f.write(f"-:{found.group(1)}\n")
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, f"-:{found.group(1)}\n".encode())
+            finally:
+                os.close(fd)
             removed += 1
         except OSError as e:
             failed.append(f"{found.group(1)}: {e.strerror}")
