@@ -88,9 +88,10 @@ def main():
     """See what the Linux kernel does with netlink messages."""
 
 
-def open_live(config, ready_file):
-    """run.open_live(), and the lines that say how it went."""
-    source = run.open_live(config)
+def open_live(config, ready_file, meanwhile=lambda: None):
+    """run.open_live(), and the lines that say how it went: (the source,
+    what meanwhile returned)."""
+    source, prepared = run.open_live(config, meanwhile)
     if source.stale_removed:
         click.echo(f"nltrace: removed {source.stale_removed} kprobe events that a killed nltrace left in tracefs",
                    err=True)
@@ -106,7 +107,16 @@ def open_live(config, ready_file):
     sys.stderr.flush()
     if ready_file:
         run.write_ready_file(ready_file, source)
-    return source
+    return source, prepared
+
+
+def live_redactor(unredacted_secrets, **kwargs):
+    """open_live's meanwhile for a command that redacts: its redactor
+    (redact.redactor_for_run, which asks the kernel for its genl families)."""
+    def make():
+        from nltrace.redact import redactor_for_run
+        return redactor_for_run(unredacted_secrets, live=True, **kwargs)
+    return make
 
 
 def skipped_text(skipped):
@@ -135,15 +145,15 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
          buffer_mb, kprobes, snaplen, ready_file, pcapng_path, perfetto_path, unredacted_secrets):
     """Live call trees, one per netlink message."""
     from nltrace.filters import Filters
-    from nltrace.redact import redactor_for_run
     from nltrace.views import json_line, render_tree
     filters = Filters(pid, comm, protocol, msg_type, errors_only, no_recv)
-    redact = redactor_for_run(unredacted_secrets, live=not input_path)   # before attaching (redact.py)
     if input_path:
+        from nltrace.redact import redactor_for_run
+        redact = redactor_for_run(unredacted_secrets, live=False)
         source = StreamSource(input_path, "flow")
     else:
-        source = open_live(TraceConfig.for_flow(pid, comm, no_recv, all_probes, buffer_mb, kprobes, snaplen),
-                           ready_file)
+        source, redact = open_live(TraceConfig.for_flow(pid, comm, no_recv, all_probes, buffer_mb, kprobes,
+                                                        snaplen), ready_file, live_redactor(unredacted_secrets))
     out = Console(highlight=False, soft_wrap=True)
     t0 = None
 
@@ -215,12 +225,11 @@ def export(input_path, fmt, output, unredacted_secrets):
 def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes, snaplen, ready_file, unredacted_secrets):
     """Capture raw records to a stream, for `flow --input` later or elsewhere."""
     from nltrace.output import close_output, open_output
-    from nltrace.redact import redactor_for_run
     from nltrace.sources.live import stream_meta
     from nltrace.stream_format import StreamWriter
-    redact = redactor_for_run(unredacted_secrets, live=True, writes_records=True)
     out = open_output(output)   # before the compile: a wrong path fails at once
-    source = open_live(TraceConfig.for_flow(pid, None, no_recv, all_probes, buffer_mb, kprobes, snaplen), ready_file)
+    source, redact = open_live(TraceConfig.for_flow(pid, None, no_recv, all_probes, buffer_mb, kprobes, snaplen),
+                               ready_file, live_redactor(unredacted_secrets, writes_records=True))
     try:
         outcome = run.record(source, StreamWriter(out, stream_meta(source)), duration, redact)
     finally:
@@ -260,11 +269,11 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
     --prometheus-textfile, the metrics count from the start and are
     refreshed every interval (-i, 15 s unless given).
     """
-    from nltrace.histograms import pick_unit
     from nltrace.views import render_histograms
     console = Console(highlight=False, width=80)
 
     def show(ts_ns, histograms):
+        from nltrace.histograms import pick_unit   # loaded by now (run.AFTER_ATTACHING)
         unit = pick_unit(histograms)
         if as_json:
             sys.stdout.write(json.dumps({"ts_ns": ts_ns, "by": by,
@@ -291,7 +300,7 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
     if not input_path:
         from nltrace.filters import resolve_type
         config = TraceConfig.for_latency(by, resolve_type(msg_type, protocol), pid, comm, kprobes)
-        source = open_live(config, ready_file)
+        source, _ = open_live(config, ready_file)
 
     def show_all(ts_ns, histograms):
         show(ts_ns, histograms)

@@ -514,8 +514,8 @@ def redact_record(raw, families=None):
 
 def kernel_genl_families():
     """{id: name} of the running kernel's generic netlink families, from
-    nlctrl (one dump; {} if it cannot be read). Ask before attaching, or
-    nltrace traces its own question."""
+    nlctrl (one dump; {} if it cannot be read). Ask before the probes are
+    armed, or nltrace traces its own question."""
     n = numbers()
     learner = Redactor()
     request = bytearray(n.nlmsg_hdrlen + n.genl_hdrlen)
@@ -545,10 +545,10 @@ def _learned(learner):
 
 
 def redactor_for_run(unredacted_secrets, live, writes_records=False):
-    """The redactor of one command's run. Made before its source is opened:
-    without the uapi headers it fails before a compile; live, it asks the
-    kernel for its genl family ids before nltrace attaches (so that question
-    is not traced). writes_records (record): also zero the bytes of msg[]
-    past the message, which flow never reads."""
+    """The redactor of one command's run. Live, it asks the kernel for its
+    genl family ids before any probe is armed (so that question is not
+    traced: run.open_live makes it while BCC compiles). writes_records
+    (record): also zero the bytes of msg[] past the message, which flow
+    never reads."""
     families = kernel_genl_families() if live and not unredacted_secrets else None
     return redactor(families, keep_secrets=unredacted_secrets, zero_unused=writes_records)

@@ -1,18 +1,20 @@
 """Running a trace: open the source, read it until the end, a duration or a
 stop signal, and hand each record, tree or snapshot to the view."""
 
+import importlib
 import json
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from nltrace import records
 from nltrace.errors import CannotTrace, Interrupted, LoadError
-from nltrace.histograms import group, interval_delta
 from nltrace.kernel import features
-from nltrace.links import Links
-from nltrace.redact import redactor
-from nltrace.trees import assemble
+
+# What each mode needs once attached: the decoding (pyroute2), the slowest
+# imports, loaded while BCC compiles (open_live) or, from a stream, at first use.
+AFTER_ATTACHING = {"flow": ("nltrace.trees", "nltrace.links", "nltrace.redact"), "latency": ("nltrace.histograms",)}
 
 
 class Stop(BaseException):
@@ -37,9 +39,13 @@ def release_stop_signals():
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def open_live(config):
-    """Check the kernel, then compile and attach config's program: a
-    BccSource. Raises CannotTrace, LoadError or Interrupted."""
+def open_live(config, meanwhile=lambda: None):
+    """Check the kernel, then compile and attach config's program: (a
+    BccSource, what meanwhile() returned). A thread imports the modules the
+    mode needs after attaching, then runs meanwhile, while BCC compiles (its
+    compile releases the GIL throughout); it ends before any probe is armed,
+    so its own netlink requests are never traced. Raises CannotTrace,
+    LoadError, Interrupted, or what meanwhile raised."""
     report = features.probe()
     if not report.can_trace:
         lines = [f"cannot trace on this kernel ({report.release}):"]
@@ -48,10 +54,19 @@ def open_live(config):
         raise CannotTrace("\n".join(lines))
     from nltrace.sources.live import BccSource
     catch_stop_signals()
-    try:
-        return BccSource(config, report.symbols, report.fentry)
-    except Stop:
-        raise Interrupted("interrupted before tracing began; nothing is left attached") from None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        prepared = pool.submit(_prepare, AFTER_ATTACHING[config.mode], meanwhile)
+        try:
+            source = BccSource(config, report.symbols, report.fentry, before_arming=prepared.result)
+        except Stop:
+            raise Interrupted("interrupted before tracing began; nothing is left attached") from None
+    return source, prepared.result()
+
+
+def _prepare(modules, meanwhile):
+    for name in modules:
+        importlib.import_module(name)
+    return meanwhile()
 
 
 def write_ready_file(path, source):
@@ -125,6 +140,9 @@ def flow(source, filters, show, on_malformed, duration, on_heartbeat=lambda: Non
     on_malformed(ValueError). Each record passes through redact first
     (default: redact.redactor(zero_unused=False), its secrets overwritten).
     Returns the Outcome."""
+    from nltrace.links import Links
+    from nltrace.redact import redactor
+    from nltrace.trees import assemble
     shown = malformed = 0
     links = Links()
     redact = redact or redactor(zero_unused=False)
@@ -156,6 +174,7 @@ def record(source, writer, duration, redact=None):
     name in a SYMBOLS frame before the first record that needs it, each
     record through redact first (default: a redact.redactor()). Returns
     the Outcome (shown: records written)."""
+    from nltrace.redact import redactor
     known = set()
     written = 0
     redact = redact or redactor()
@@ -182,6 +201,7 @@ def latency(source, by, interval, duration, show):
     """Histograms of source grouped by `by`, each interval's to
     show(ts_ns, [Histogram]): every interval (live with -i, or each frame of
     a stream), then at the end (live)."""
+    from nltrace.histograms import group, interval_delta
     previous = {}
 
     def report(snapshot):

@@ -47,10 +47,12 @@ class BccSource:
     """A Source (sources/__init__.py): compile, attach, and read until close().
     Raises LoadError when the programs cannot be compiled, loaded or attached."""
 
-    def __init__(self, config, symbols, fentry=frozenset()):
+    def __init__(self, config, symbols, fentry=frozenset(), before_arming=lambda: None):
         """config: a TraceConfig. symbols: catalogue name -> kernel symbol or
         None, and fentry: the catalogue functions that may be probed with
-        fentry/fexit instead of kprobe/kretprobe (kernel.features.probe())."""
+        fentry/fexit instead of kprobe/kretprobe (kernel.features.probe()).
+        before_arming: called once every probe is attached, before any may
+        record (what it raises detaches them)."""
         from bcc import BPF  # imported here so that doctor and --input work without BCC
 
         self.mode = config.mode
@@ -95,6 +97,7 @@ class BccSource:
             self._pacer = Pacer(ring_bytes)
         try:
             self.attached = self._attach(wanted)
+            before_arming()
         except BaseException:   # LoadError, or Ctrl-C/SIGTERM halfway: detach what was attached
             self.bpf.cleanup()
             raise
