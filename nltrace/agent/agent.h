@@ -103,7 +103,9 @@ struct nlt_agent {
 /* Set by SIGINT, SIGTERM or a failed write: detach and exit. */
 extern volatile sig_atomic_t nlt_stopping;
 
-/* kprobe_events.c */
+/* kprobe_events.c. Calls in flight per return probe: fewer than the host's
+ * 512 (sources/live.py), because each slot is kernel memory on a small BMC,
+ * where few threads wait in netlink at once. */
 #define NLT_KRETPROBE_MAXACTIVE 128
 int nlt_kretprobe_event(const char *symbol, int maxactive, char *event, size_t size);
 void nlt_kprobe_events_remove(const char *event);

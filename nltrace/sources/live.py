@@ -23,7 +23,8 @@ from nltrace.sources import Snapshot
 from nltrace.sources.pacing import Pacer
 
 # Threads blocked in netlink_recvmsg (daemons waiting for events) each hold a
-# kretprobe instance; the kernel's default of ~2 per CPU would run out.
+# kretprobe instance; the kernel's default of ~2 per CPU would run out. (The
+# agent takes 128, for a BMC's memory: agent/agent.h.)
 KRETPROBE_MAXACTIVE = 512
 CONSUME_BATCH = 64      # records taken out of the ring per libbpf call
 HEARTBEAT_S = 0.1       # latency: how often histograms() looks up from its sleep (for -d)
