@@ -32,7 +32,7 @@ $(STAMP): setup.cfg pyproject.toml Makefile
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(APT_PACKAGES)
 	test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
-	$(PY) -m pip install -q -e . virtme-ng pytest pytest-timeout hypothesis
+	$(PY) -m pip install -q -e . virtme-ng pytest pytest-timeout pytest-instafail hypothesis
 	rm -rf $(PROMTOOL_DIR) && mkdir -p $(PROMTOOL_DIR) && cd $(PROMTOOL_DIR) && \
 		apt-get download -q prometheus && dpkg -x prometheus_*.deb . && rm prometheus_*.deb
 	mkdir -p .cache && touch $@
@@ -63,7 +63,7 @@ $(NLLOAD): bench/nlload.c
 
 # tests/vm includes the bench's minimal mode (tests/vm/test_bench.py)
 test-vm: install $(NLLOAD)
-	tools/vm $(PY) -m pytest -p no:cacheprovider -v --durations=0 tests/vm
+	tools/vm $(PY) -m pytest -p no:cacheprovider -v --instafail --durations=0 tests/vm
 
 # The armel rpi kernel, its DWARF vmlinux and the libbpf sysroot, cached in
 # .cache/arm; tests/arm compares with the x86 trees test-vm leaves behind.

@@ -2,6 +2,7 @@
 back; every NltraceError becomes one message and an exit status here."""
 
 import json
+import os
 import sys
 import time
 
@@ -26,7 +27,8 @@ class Commands(click.Group):
             click.echo(f"nltrace: {e}", err=True)
             sys.exit(e.exit_status)
         except BrokenPipeError:   # the reader went away (nltrace flow | head)
-            sys.stderr.close()
+            # stdout to /dev/null, or flushing it at exit fails again (status 120)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
         except KeyboardInterrupt:  # Ctrl-C before anything was attached (after, it is run.Stop)
             click.echo("nltrace: interrupted", err=True)

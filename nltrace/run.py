@@ -6,6 +6,7 @@ import json
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from nltrace import records
@@ -20,13 +21,27 @@ AFTER_ATTACHING = {"flow": ("nltrace.trees", "nltrace.links", "nltrace.redact"),
 class Stop(BaseException):
     """Ctrl-C or SIGTERM. A BaseException, as KeyboardInterrupt is, so that an
     `except Exception` does not catch it; and counted in Stop.signals,
-    because a bare `except:` (pyroute2 has some on the decoding path) can."""
+    because a bare `except:` (pyroute2 has some on the decoding path) can.
+    While deferred (an item being handled) it is only counted."""
     signals = 0
+    deferred = False
 
 
 def _on_stop_signal(_signo, _frame):
     Stop.signals += 1
-    raise Stop()
+    if not Stop.deferred:
+        raise Stop()
+
+
+@contextmanager
+def stop_deferred():
+    """A stop signal during the block is counted and acted on after it: a
+    tree is shown and exported whole, or not at all."""
+    Stop.deferred = True
+    try:
+        yield
+    finally:
+        Stop.deferred = False
 
 
 def catch_stop_signals():
@@ -90,7 +105,10 @@ def drive(items, on_item, duration, on_heartbeat=lambda: None):
             if Stop.signals > seen:   # its exception was swallowed on the way
                 break
             if item is not None:
-                on_item(item)
+                with stop_deferred():
+                    on_item(item)
+                if Stop.signals > seen:
+                    break
                 continue
             on_heartbeat()
             if deadline and time.monotonic() >= deadline:
@@ -107,7 +125,8 @@ def finish(source, on_record):
         for raw in source.drain():
             if Stop.signals > seen:
                 raise Stop()
-            on_record(raw)
+            with stop_deferred():
+                on_record(raw)
     except Stop:
         return source.discard()
     finally:

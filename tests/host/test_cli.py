@@ -138,6 +138,20 @@ def test_fuzzed_streams_fail_in_one_line(recorded_stream, tmp_path, command, str
     assert message in err
 
 
+def test_a_reader_that_went_away_ends_flow_quietly(recorded_stream):
+    """flow into a pipe nobody reads (nltrace flow | head, once head has
+    ended): status 0 and nothing on stderr but the summary."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run([sys.executable, "-m", "nltrace", "flow", "--input", recorded_stream, "--json"],
+                              stdout=write_end, stderr=subprocess.PIPE, timeout=120)
+    finally:
+        os.close(write_end)
+    assert done.returncode == 0, done.stderr
+    assert b"Traceback" not in done.stderr and b"Exception ignored" not in done.stderr, done.stderr
+
+
 def test_missing_input_file():
     out = nltrace("flow", "--input", "/nonexistent/capture")
     assert out.returncode == 1 and b"cannot read" in out.stderr and b"Traceback" not in out.stderr

@@ -88,22 +88,29 @@ def test_a_full_disk_ends_record_with_a_readable_stream(tmp_path):
     assert bpf_programs() == []
 
 
-def bcc_loaded(pid):
-    """Whether libbcc is mapped in pid: the compile starts right after."""
+def mapped(pid, library):
+    """Whether nltrace's process pid has library mapped (not the parent's
+    copy it held before its exec)."""
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        if b"nltrace" not in f.read():
+            return False
     with open(f"/proc/{pid}/maps") as f:
-        return "libbcc" in f.read()
+        return library in f.read()
 
 
-@pytest.mark.parametrize("moment", ["while its modules load", "during the compile"])
+# What is mapped at each moment: cffi's backend once nltrace's modules load
+# (nltrace.records), libbcc once BccSource starts, its compile right after.
+MOMENTS = {"while its modules load": ("_cffi_backend", 0), "during the compile": ("libbcc", 1)}
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
 def test_ctrl_c_before_tracing_leaves_nothing(moment):
     flow = subprocess.Popen(nltrace("flow"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if moment == "during the compile":
-        while not bcc_loaded(flow.pid):
-            assert flow.poll() is None, flow.stderr.read()
-            time.sleep(0.1)
-        time.sleep(1)
-    else:
-        time.sleep(0.3)
+    library, then_s = MOMENTS[moment]
+    while not mapped(flow.pid, library):
+        assert flow.poll() is None, flow.stderr.read()
+        time.sleep(0.05)
+    time.sleep(then_s)
     flow.send_signal(signal.SIGINT)
     _, err = flow.communicate(timeout=300)
     assert flow.returncode == 130 and "Traceback" not in err, err

@@ -564,7 +564,7 @@ def test_a_full_rate_burst_loses_no_tree(tracer):
 
 MALFORMED_PROTOCOLS = {"NETLINK_ROUTE": 0, "NETLINK_SOCK_DIAG": 4, "NETLINK_XFRM": 6, "NETLINK_AUDIT": 9,
                        "NETLINK_NETFILTER": 12, "NETLINK_GENERIC": 16}
-SENDTO = re.compile(r"^(\d+) +sendto\(\d+, .*\) = (-?\d+)(?: (E[A-Z0-9]+))?")
+SENDTO = re.compile(r"^(\d+) +sendto\(\d+, .*\) += (-?\d+)(?: (E[A-Z0-9]+))?")   # strace pads before " = "
 
 
 @pytest.mark.parametrize("protocol", MALFORMED_PROTOCOLS)
