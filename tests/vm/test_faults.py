@@ -127,6 +127,7 @@ def sends(trees):
     return [t for t in trees if t["root"]["func"] == "netlink_sendmsg" and t["message"]]
 
 
+@pytest.mark.long     # four BCC compiles at once
 def test_four_instances_each_see_exactly_their_messages():
     """Four flows at once, filtered by pid, by comm, by type (in user space)
     and not at all; 20 fresh nlload processes (each one's first message

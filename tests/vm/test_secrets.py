@@ -27,6 +27,8 @@ import pytest
 
 from harness.tracer import ROOT, Tracer, nltrace
 
+pytestmark = pytest.mark.long     # three tracers of their own
+
 WG_DEV, DUMMY_DEV, MACSEC_DEV = "nlt-wg0", "nlt-dummy0", "nlt-macsec0"
 WINDOW = 8      # any 8 bytes of a key found is a leak
 

@@ -7,6 +7,8 @@ import json
 import os
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -15,6 +17,7 @@ from soak import soak  # noqa: E402
 NLLOAD = os.path.join(ROOT, ".cache", "bench", "nlload")
 
 
+@pytest.mark.long     # two tracers and their catch-up
 def test_full_rate_with_flow_and_latency_attached():
     result = soak(NLLOAD, duration_s=20, warmup_s=5)
     print(json.dumps(result))
