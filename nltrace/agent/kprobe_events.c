@@ -21,24 +21,16 @@
 #define GROUP "nltrace"
 static const char *const tracefs_dirs[] = { "/sys/kernel/tracing", "/sys/kernel/debug/tracing" };
 
-/* The writable tracefs, looked for once (NULL: none). */
 static const char *tracefs(void)
 {
-	static const char *found;
-	static int looked;
 	char path[128];
 
-	if (looked)
-		return found;
-	looked = 1;
 	for (size_t i = 0; i < sizeof(tracefs_dirs) / sizeof(tracefs_dirs[0]); i++) {
 		snprintf(path, sizeof(path), "%s/kprobe_events", tracefs_dirs[i]);
-		if (!access(path, W_OK)) {
-			found = tracefs_dirs[i];
-			break;
-		}
+		if (!access(path, W_OK))
+			return tracefs_dirs[i];
 	}
-	return found;
+	return NULL;
 }
 
 /* One line to kprobe_events (appended: the other tools' events stay). */
