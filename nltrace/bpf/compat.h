@@ -27,8 +27,19 @@
 #define NLT_KRETPROBE(name) int name(struct pt_regs *ctx)
 #define NLT_RAW_TRACEPOINT(name) int name(struct bpf_raw_tracepoint_args *ctx)
 
+/* Only the programs the run attaches are compiled: the loader passes
+ * -DNLT_KPROBE_<fn>=0|1 and -DNLT_FENTRY_<fn>=0|1 for every catalogue
+ * function, and at most one of them is 1 (unused programs made most of BCC's
+ * compile: bench/RESULTS.md, startup). */
+#define NLT_WHEN_0(...)
+#define NLT_WHEN_1(...) __VA_ARGS__
+#define NLT_WHEN_(flag) NLT_WHEN_##flag
+#define NLT_WHEN(flag) NLT_WHEN_(flag)
+#define NLT_KPROBE_PROGRAMS(fn, entry_body, exit_body) \
+	NLT_WHEN(NLT_KPROBE_##fn)(NLT_KPROBE(enter_##fn) entry_body NLT_KRETPROBE(exit_##fn) exit_body)
+
 /* fentry and fexit programs for fn, where the loader passed
- * -DNLT_FENTRY_<fn>=1 (it passes 0 or 1 for every catalogue function). A
+ * -DNLT_FENTRY_<fn>=1. A
  * kretprobe's return goes through a trampoline and a shared pool of return
  * instances on every call; fexit's is a direct call from the function's BPF
  * trampoline (bench/README.md: bpftrace's program went from 0.37 to 0.63 of
@@ -37,10 +48,6 @@
  * is written first, for BCC to attach first if it keeps the source's order: a
  * call whose entry is seen without its return leaves its thread's state open
  * until the thread's next send or read. */
-#define NLT_WHEN_0(...)
-#define NLT_WHEN_1(...) __VA_ARGS__
-#define NLT_WHEN_(flag) NLT_WHEN_##flag
-#define NLT_WHEN(flag) NLT_WHEN_(flag)
 #define NLT_FENTRY_PROGRAMS(fn, entry_body, exit_body) \
 	NLT_WHEN(NLT_FENTRY_##fn)(KRETFUNC_PROBE(fn) exit_body KFUNC_PROBE(fn) entry_body)
 
@@ -123,7 +130,10 @@ static __always_inline unsigned long nlt_arm_stack_arg0(const struct pt_regs *re
 #define NLT_KRETPROBE(name) SEC("kretprobe") int name(struct pt_regs *ctx)
 #define NLT_RAW_TRACEPOINT(name) SEC("raw_tp") int name(struct bpf_raw_tracepoint_args *ctx)
 
-/* Targets without BPF trampolines (ARM32): kprobes only. */
+/* Every function's kprobes are compiled: the agent picks what to attach on
+ * the target. Targets without BPF trampolines (ARM32): kprobes only. */
+#define NLT_KPROBE_PROGRAMS(fn, entry_body, exit_body) \
+	NLT_KPROBE(enter_##fn) entry_body NLT_KRETPROBE(exit_##fn) exit_body
 #define NLT_FENTRY_PROGRAMS(fn, entry_body, exit_body)
 #define NLT_ARG(n) ((void *)(unsigned long)PT_REGS_PARM##n(ctx))
 #define NLT_RET() ((long)PT_REGS_RC(ctx))

@@ -332,11 +332,11 @@ static __always_inline __u64 rtnl_handler(void *nlh)
 /* The entry and return programs of a catalogue function, written once.
  * on_entry is what the entry does (it may read the function's arguments with
  * NLT_ARG(n)); the return closes the node. Each function gets a kprobe and a
- * kretprobe, enter_<fn> and exit_<fn>; on the BCC path it also gets a fentry
- * and a fexit program where the loader asks for them (compat.h). */
+ * kretprobe, enter_<fn> and exit_<fn>, or on the BCC path a fentry and a
+ * fexit program, as the loader asks (compat.h). */
 #define NLT_FUNCTION(fn, may_root, on_entry) \
-	NLT_KPROBE(enter_##fn) { on_entry; return 0; } \
-	NLT_KRETPROBE(exit_##fn) { leave(NLT_FN_##fn, may_root, NLT_RET()); return 0; } \
+	NLT_KPROBE_PROGRAMS(fn, { on_entry; return 0; }, \
+			    { leave(NLT_FN_##fn, may_root, NLT_RET()); return 0; }) \
 	NLT_FENTRY_PROGRAMS(fn, { on_entry; return 0; }, \
 			    { leave(NLT_FN_##fn, may_root, NLT_RET()); return 0; })
 

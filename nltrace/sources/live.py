@@ -30,9 +30,16 @@ CONSUME_BATCH = 64      # records taken out of the ring per libbpf call
 HEARTBEAT_S = 0.1       # latency: how often histograms() looks up from its sleep (for -d)
 
 
-def _fentry_cflags(fentry):
-    """-DNLT_FENTRY_<fn>=0|1 for every catalogue function (compat.h)."""
-    return [f"-DNLT_FENTRY_{probe.name}={int(probe.name in fentry)}" for probe in TREE_FUNCTIONS]
+def _program_cflags(wanted, fentry):
+    """-DNLT_KPROBE_<fn>=0|1 and -DNLT_FENTRY_<fn>=0|1 for every catalogue
+    function (compat.h): the programs of the wanted ones only, each either
+    kind. fentry: a subset of wanted."""
+    flags = []
+    for probe in TREE_FUNCTIONS:
+        by_fentry = probe.name in fentry
+        flags += [f"-DNLT_KPROBE_{probe.name}={int(probe.name in wanted and not by_fentry)}",
+                  f"-DNLT_FENTRY_{probe.name}={int(by_fentry)}"]
+    return flags
 
 
 def _layout_cflags():
@@ -69,11 +76,12 @@ class BccSource:
         text = bcc_text(config.mode)
         # BCC attaches the fentry/fexit programs as it loads them; they stay
         # idle until the config says armed, below.
-        self.fentry = set() if config.kprobes else {probe.name for probe, _ in wanted if probe.name in fentry}
+        names = {probe.name for probe, _ in wanted}
+        self.fentry = set() if config.kprobes else names & fentry
         self.fentry_failure = None
         try:
             try:
-                self.bpf = BPF(text=text, cflags=cflags + _fentry_cflags(self.fentry))
+                self.bpf = BPF(text=text, cflags=cflags + _program_cflags(names, self.fentry))
             except Exception as e:  # BCC raises bare Exception
                 if not self.fentry:
                     raise
@@ -83,7 +91,7 @@ class BccSource:
                 # failed stay attached, recording nothing (their config was never
                 # armed), until the process exits.)
                 self.fentry_failure, self.fentry = str(e), set()
-                self.bpf = BPF(text=text, cflags=cflags + _fentry_cflags(set()))
+                self.bpf = BPF(text=text, cflags=cflags + _program_cflags(names, set()))
         except Exception as e:  # BCC reports compile and load failures as bare Exception
             raise LoadError(f"could not load the BPF programs: {e}") from None
         self._config = self.bpf["config"]
