@@ -1,9 +1,13 @@
-"""nltrace latency on a real kernel: exact counts for a known workload, and
-the RTNL wait under contention made on purpose."""
+"""nltrace latency on a real kernel: exact counts for a known workload, shown
+and served to Prometheus, and the RTNL wait under contention made on purpose."""
 
 import json
+import re
 import subprocess
 import sys
+import time
+import urllib.request
+from collections import Counter
 
 from conftest import CLIENT
 from harness.tracer import Tracer, nltrace
@@ -29,23 +33,50 @@ def check_histogram(h):
     assert h["max"] <= h["buckets"][-1]["high"]
 
 
-def test_exact_counts_per_message_for_one_pid():
+def scrape_inf_counts(url, want, wait_s=60):
+    """The +Inf bucket of each histogram on the metrics endpoint, as {key:
+    count}, read until it equals want or wait_s passes; and the page."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        text = urllib.request.urlopen(url, timeout=10).read().decode()
+        got = {}
+        for labels, value in re.findall(r'^nltrace_message_duration_seconds_bucket\{(.*le="\+Inf".*)\} (\S+)$',
+                                        text, re.M):
+            parts = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+            key = f"{parts['family']}/{parts['command']}" if "family" in parts else parts["type"]
+            got[key] = int(float(value))
+        if got == want or time.monotonic() > deadline:
+            return got, text
+        time.sleep(1)
+
+
+def test_exact_counts_per_message_for_one_pid_shown_and_served():
+    """The JSON reports (one per -i interval) and the Prometheus endpoint
+    both count exactly what one pid sent."""
     n_getlink, n_getfamily = 7, 4
+    want = {"RTM_GETLINK": n_getlink, "nlctrl/CTRL_CMD_GETFAMILY": n_getfamily}
     waiting = subprocess.Popen(client("--wait", "mix", "--getlink", str(n_getlink),
                                       "--getfamily", str(n_getfamily)),
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    latency = Tracer(nltrace("latency", "--json", "-p", str(waiting.pid), "--by", "message"))
-    busy = [subprocess.run(["ip", "link", "show", "lo"], capture_output=True) for _ in range(3)]
-    out, _ = waiting.communicate("go\n", timeout=300)
-    assert len(out.splitlines()) == n_getlink + n_getfamily
-    report = run_latency_report(latency)
-    assert report["by"] == "message"
-    counts = {h["key"]: h["count"] for h in report["histograms"]}
-    # exactly what this pid sent; the `ip` commands around it are filtered out
-    assert counts == {"RTM_GETLINK": n_getlink, "nlctrl/CTRL_CMD_GETFAMILY": n_getfamily}
+    latency = Tracer(nltrace("latency", "--json", "-i", "1", "-p", str(waiting.pid), "--by", "message",
+                             "--prometheus", "127.0.0.1:9464"))
+    try:
+        busy = [subprocess.run(["ip", "link", "show", "lo"], capture_output=True) for _ in range(3)]
+        out, _ = waiting.communicate("go\n", timeout=300)
+        assert len(out.splitlines()) == n_getlink + n_getfamily
+        served, page = scrape_inf_counts("http://127.0.0.1:9464/metrics", want)
+        # exactly what this pid sent; the `ip` commands around it are filtered out
+        assert served == want, page
+    finally:
+        assert latency.stop() == 0, latency.stderr
+    shown = Counter()
+    for report in latency.stdout:
+        assert report["by"] == "message"
+        shown.update({h["key"]: h["count"] for h in report["histograms"]})
+        for h in report["histograms"]:
+            check_histogram(h)
+    assert shown == want
     assert all(b.returncode == 0 for b in busy)
-    for h in report["histograms"]:
-        check_histogram(h)
 
 
 def rtnl_hogs(tmp_path, n=1, links=50):
