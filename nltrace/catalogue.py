@@ -91,6 +91,13 @@ FLOW_DETAIL = frozenset({"netlink_unicast_kernel", "rtnetlink_rcv", "genl_rcv", 
 MESSAGE_TIMING = frozenset({"netlink_sendmsg", "netlink_unicast", "genl_family_rcv_msg_doit",
                             "genl_family_rcv_msg_dumpit", "mutex_lock"})
 
+# Called once in a socket's life, not per message: kprobes for these cost
+# nothing that shows, while each fentry/fexit pair's trampoline adds to the
+# start (bench/RESULTS.md, startup), so they keep kprobes.
+ONCE_PER_SOCKET = frozenset({"netlink_create", "__netlink_create", "netlink_bind", "netlink_connect",
+                             "netlink_release", "netlink_autobind", "netlink_insert", "genl_bind",
+                             "__netlink_kernel_create", "netlink_kernel_release"})
+
 # A function probed only where the ones it names are not traceable.
 STANDS_IN = {"netlink_broadcast": ("netlink_broadcast_filtered",)}
 

@@ -6,7 +6,7 @@ import ctypes.util
 import os
 import platform
 
-from nltrace.catalogue import CATALOGUE
+from nltrace.catalogue import CATALOGUE, ONCE_PER_SOCKET
 
 BTF_VMLINUX = "/sys/kernel/btf/vmlinux"
 BTF_KIND_FUNC = 12
@@ -57,12 +57,14 @@ def fentry_check(symbols):
     check's detail. BPF trampolines exist on x86-64 only (BCC checks the
     same), and need the kernel's BTF, which also tells whether the kernel has
     them; a function qualifies when it is traced under its own name (not a
-    compiler variant), BTF knows it, and the trampoline takes its arguments."""
+    compiler variant), BTF knows it, the trampoline takes its arguments, and
+    it is called per message (catalogue.ONCE_PER_SOCKET keep kprobes)."""
     if platform.machine() != "x86_64":
         return frozenset(), f"no BPF trampolines on {platform.machine()}: kprobes only"
     if not os.path.exists(BTF_VMLINUX):
         return frozenset(), "no kernel BTF: kprobes only"
-    own_name = [p.name for p in CATALOGUE if p.kind == "function" and symbols.get(p.name) == p.name]
+    own_name = [p.name for p in CATALOGUE if p.kind == "function" and symbols.get(p.name) == p.name
+                and p.name not in ONCE_PER_SOCKET]
     try:
         nargs = btf_functions(own_name + [TRAMPOLINE_FUNCTION])
     except OSError as e:
@@ -70,8 +72,9 @@ def fentry_check(symbols):
     if nargs.pop(TRAMPOLINE_FUNCTION, None) is None:
         return frozenset(), "the kernel has no BPF trampolines: kprobes only"
     found = frozenset(name for name, n in nargs.items() if n <= TRAMPOLINE_MAX_ARGS)
-    detail = (f"{len(found)} of {len(own_name)} traceable catalogue functions get fentry/fexit "
-              "when attached, whose return costs less than a kretprobe's")
+    detail = (f"{len(found)} of {len(own_name)} traceable per-message catalogue functions get fentry/fexit "
+              "when attached, whose return costs less than a kretprobe's (the socket life cycle's keep kprobes: "
+              "their trampolines would slow the start)")
     over = sorted(name for name, n in nargs.items() if n > TRAMPOLINE_MAX_ARGS)
     if over:
         detail += f"; kprobes for {', '.join(over)} (more than {TRAMPOLINE_MAX_ARGS} arguments)"

@@ -3,7 +3,7 @@
 import re
 
 from nltrace import records
-from nltrace.catalogue import CATALOGUE, GENL_DISPATCH, TREE_FUNCTIONS, needed
+from nltrace.catalogue import CATALOGUE, GENL_DISPATCH, ONCE_PER_SOCKET, TREE_FUNCTIONS, needed
 from nltrace.bpf import PROGRAMS, bcc_text
 
 
@@ -21,7 +21,7 @@ def test_every_catalogue_probe_has_its_programs_in_each_mode():
         defined = program_names(bcc_text(mode))   # the program with the shared walk pasted in
         assert wanted - defined == set(), mode
         # and no program is left without a catalogue entry to attach it
-        assert {n for n in defined if not n.endswith("##fn")} - wanted == set(), mode
+        assert defined - wanted == set(), mode
 
 
 def test_each_mode_keeps_its_own_output_map():
@@ -34,6 +34,7 @@ def test_each_mode_keeps_its_own_output_map():
 def test_catalogue_covers_the_enum_once():
     assert [p.name for p in TREE_FUNCTIONS] == [records.FUNC_NAMES[i] for i in sorted(records.FUNC_NAMES)]
     assert max(records.FUNC_NAMES) < records.C.NLT_FN_MAX
+    assert ONCE_PER_SOCKET <= {p.name for p in TREE_FUNCTIONS}
 
 
 def test_genl_op_captures_attach_only_where_the_genl_dispatch_is_inlined():
