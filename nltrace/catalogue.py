@@ -93,7 +93,7 @@ MESSAGE_TIMING = frozenset({"netlink_sendmsg", "netlink_unicast", "genl_family_r
 
 # Called once in a socket's life, not per message: kprobes for these cost
 # nothing that shows, while each fentry/fexit pair's trampoline adds to the
-# start (bench/RESULTS.md, startup), so they keep kprobes.
+# start (README.md, Overhead, startup), so they keep kprobes.
 ONCE_PER_SOCKET = frozenset({"netlink_create", "__netlink_create", "netlink_bind", "netlink_connect",
                              "netlink_release", "netlink_autobind", "netlink_insert", "genl_bind",
                              "__netlink_kernel_create", "netlink_kernel_release"})

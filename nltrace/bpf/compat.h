@@ -30,7 +30,7 @@
 /* Only the programs the run attaches are compiled: the loader passes
  * -DNLT_KPROBE_<fn>=0|1 and -DNLT_FENTRY_<fn>=0|1 for every catalogue
  * function, and at most one of them is 1 (unused programs made most of BCC's
- * compile: bench/RESULTS.md, startup). */
+ * compile: README.md, Overhead, startup). */
 #define NLT_WHEN_0(...)
 #define NLT_WHEN_1(...) __VA_ARGS__
 #define NLT_WHEN_(flag) NLT_WHEN_##flag
