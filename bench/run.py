@@ -12,6 +12,9 @@ The tracers (started once per T window, so each start is also timed):
   flow      nltrace flow --json, its output read and discarded
   flow-snaplen16  the same capturing 16 bytes of each message, not 256:
             what the capture costs
+  flow-agent, latency-agent  the same with --agent: nltrace-agent, built
+            for this kernel at the start (nltrace build --target x86_64),
+            loads the programs with libbpf instead of BCC (kprobes only)
   latency   nltrace latency (by message, the default): log2 histograms
             kept in the kernel, printed at the end
   bpftrace-kfunc  bench/netlink-hist.bt on BPF trampolines (kfunc and
@@ -40,6 +43,12 @@ Startup is the time from starting the tracer until it is attached: nltrace's
 --ready-file appears (written once every probe is attached); bpftrace, which
 has no such option, prints a Tracing line from its BEGIN probe.
 
+Then the growth table, the same way for --growth-tracers with their own
+modes: how cost grows with the work per message: get with 1, 10 and 100
+requests per sendmsg, get from 1 and 2 concurrent senders, and dumps of 10,
+100 and 1000 links (each in a network namespace of its own, created for the
+run).
+
 The tracers run through tests/harness (tests/harness/tracer.py): its Tracer
 starts them, waits until they are attached, syncs flow with marker requests
 and stops them. Run it as `python bench/run.py ...`, or import it.
@@ -63,8 +72,30 @@ from harness.tracer import Tracer, nltrace  # noqa: E402
 
 from nltrace import records  # noqa: E402  (the hist key layout, from records.h)
 
-MODES = ("get", "dump", "genl")
 DUMMY_LINKS = 40            # so that a link dump spans several reads
+DUMP_SIZES = (10, 100, 1000)
+
+
+def netns_name(links):
+    return f"nlbench{links}"
+
+
+# name -> nlload's arguments
+MODES = {
+    "get": ["get"],
+    "dump": ["dump"],
+    "genl": ["genl"],
+    "get-batch10": ["get", "--batch", "10"],
+    "get-batch100": ["get", "--batch", "100"],
+    "get-senders2": ["get", "--senders", "2"],
+    **{f"dump-links{n}": ["dump", "--netns", f"/run/netns/{netns_name(n)}"] for n in DUMP_SIZES},
+}
+BASE_MODES = ("get", "dump", "genl")
+# the growth table's columns: (heading, modes whose ratios it lists)
+GROWTH = (("requests per sendmsg: 1, 10, 100", ("get", "get-batch10", "get-batch100")),
+          ("senders: 1, 2", ("get", "get-senders2")),
+          ("links per dump: 10, 100, 1000", tuple(f"dump-links{n}" for n in DUMP_SIZES)))
+GROWTH_MODES = tuple(dict.fromkeys(m for _, modes in GROWTH for m in modes))
 SETTLE_S = 1.0              # after the tracer is attached, before the first T window
 QUIET_S = 1.0               # bpftrace's map print is complete once it stops growing this long
 QUIET_MAX_S = 300
@@ -80,15 +111,27 @@ def kfunc_program():
         return re.sub(r"\bkprobe:", "kfunc:", re.sub(r"\bkretprobe:", "kretfunc:", f.read()))
 
 
+# nltrace-agent built for the running kernel, for the -agent tracers (build_agent)
+AGENT = "/tmp/nltrace-bench-agent/nltrace-agent"
+
 # name -> argv; a name's kind (what is counted, how it is stopped) is its part before "-"
 TRACERS = {
     "flow": nltrace("flow", "--json"),
     "flow-snaplen16": nltrace("flow", "--json", "--snaplen", "16"),
+    "flow-agent": nltrace("flow", "--json", "--agent", AGENT),
     "latency": nltrace("latency"),
+    "latency-agent": nltrace("latency", "--agent", AGENT),
     "bpftrace-kfunc": ["bpftrace", "-e", kfunc_program()],
     "bpftrace": ["bpftrace", BPFTRACE_PROGRAM],
 }
 HIST_LINE = re.compile(r"^[\[(][^\]\)]*[\]\)]\s+(\d+)\s+\|")
+
+
+def build_agent():
+    """nltrace build --target x86_64 for the running kernel (its BTF and kallsyms), into AGENT's directory."""
+    subprocess.run([sys.executable, "-m", "nltrace", "build", "--target", "x86_64", "--btf", "/sys/kernel/btf/vmlinux",
+                    "--system-map", "/proc/kallsyms", "--release", platform.release(),
+                    "-o", os.path.dirname(AGENT)], check=True, capture_output=True, cwd=ROOT)
 
 
 def run_json(argv):
@@ -199,34 +242,53 @@ def latency_calls():
 
 
 def window(nlload, mode, seconds):
-    return run_json([nlload, mode, "--duration", str(seconds)])
+    return run_json([nlload, *MODES[mode], "--duration", str(seconds)])
 
 
-def dummy_links(verb):
-    batch = "".join(f"link {verb} nlbench{i}" + (" type dummy" if verb == "add" else "") + "\n"
-                    for i in range(DUMMY_LINKS))
-    subprocess.run(["ip", "-batch", "-"], input=batch, text=True, check=True)
+def dummy_links(count, netns=None):
+    batch = "".join(f"link add nlbench{i} type dummy\n" for i in range(count))
+    subprocess.run(["ip", *(["-n", netns] if netns else []), "-batch", "-"], input=batch, text=True, check=True)
 
 
-def measure(args):
-    untraced = {m: [] for m in MODES}       # rate of each B window
+def create_links(with_namespaces):
+    """40 dummy links here; for the growth modes a namespace per dump size N,
+    holding N links (lo and N-1 dummies)."""
+    dummy_links(DUMMY_LINKS)
+    for n in DUMP_SIZES if with_namespaces else ():
+        subprocess.run(["ip", "netns", "add", netns_name(n)], check=True)
+        subprocess.run(["ip", "-n", netns_name(n), "link", "set", "lo", "up"], check=True)
+        dummy_links(n - 1, netns_name(n))
+
+
+def remove_links(with_namespaces):
+    subprocess.run(["ip", "-batch", "-"], text=True, check=True,
+                   input="".join(f"link del nlbench{i}\n" for i in range(DUMMY_LINKS)))
+    for n in DUMP_SIZES if with_namespaces else ():
+        subprocess.run(["ip", "netns", "del", netns_name(n)], check=True)
+
+
+def measure(nlload, tracers, modes, seconds, rounds):
+    """{tracer: summary} of B T ... B windows of every mode, rounds T windows per tracer."""
+    untraced = {m: [] for m in modes}       # rate of each B window
 
     def b_windows():
-        for mode in MODES:
-            untraced[mode].append(window(args.nlload, mode, args.window)["req_per_s"])
+        for mode in modes:
+            untraced[mode].append(window(nlload, mode, seconds)["req_per_s"])
 
+    for mode in modes:   # discarded: the first windows after boot (or a namespace's creation) run slow
+        window(nlload, mode, seconds)
     results = {}
-    for name in args.tracers:
-        for mode in MODES:
+    for name in tracers:
+        for mode in modes:
             untraced[mode].clear()
         runs = []
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             b_windows()
             tracer = BenchTracer(name)
             run = {"startup_s": tracer.startup_s, "windows": {}}
-            for mode in MODES:
+            for mode in modes:
                 calls_before, lost_before = tracer.calls(), tracer.lost()
-                load = window(args.nlload, mode, args.window)
+                load = window(nlload, mode, seconds)
                 ended = time.monotonic()
                 calls_after, lost_after = tracer.calls(), tracer.lost()
                 run["windows"][mode] = dict(load, calls=calls_after - calls_before,
@@ -245,7 +307,7 @@ def measure(args):
 
 def summarize(runs, untraced):
     rows = {}
-    for mode in MODES:
+    for mode in untraced:
         ratios, events, lost = [], 0, 0
         seconds = 0.0
         for i, run in enumerate(runs):
@@ -265,11 +327,11 @@ def summarize(runs, untraced):
             "untraced": untraced}
 
 
-def table(results):
+def table(results, modes):
     lines = ["| mode | tracer | ratio (median) | min | max | untraced req/s | traced req/s "
              "| events/s | lost | startup s | catch-up s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for mode in MODES:
+    for mode in modes:
         for name, res in results.items():
             r = res["modes"][mode]
             kind = name.split("-")[0]
@@ -282,27 +344,46 @@ def table(results):
     return "\n".join(lines)
 
 
+def growth_table(results):
+    """Per tracer, the median ratio (min-max) at each step of each kind of growth."""
+    lines = ["| tracer | " + " | ".join(heading for heading, _ in GROWTH) + " |",
+             "| --- |" + " --- |" * len(GROWTH)]
+    for name, res in results.items():
+        cells = []
+        for _, modes in GROWTH:
+            rows = [res["modes"][m] for m in modes]
+            cells.append(", ".join(f"{r['ratio_median']:.2f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})"
+                                   for r in rows))
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nlload", required=True, help="the built bench/nlload.c")
     parser.add_argument("--window", type=float, default=5.0, help="seconds per window and mode")
     parser.add_argument("--rounds", type=int, default=3, help="T windows per tracer (B T B T B T B: 3)")
     parser.add_argument("--tracers", default=",".join(TRACERS), help="comma-separated: " + ",".join(TRACERS))
+    parser.add_argument("--growth-tracers", default="flow,latency,bpftrace-kfunc",
+                        help="the tracers of the growth table (empty: no growth table)")
+    parser.add_argument("--growth-window", type=float, default=2.0, help="seconds per growth window and mode")
     parser.add_argument("--host", default="", help="the machine the VM runs on, for the report")
     parser.add_argument("--out", required=True, help="directory for results.json and RESULTS.md")
     args = parser.parse_args()
     args.tracers = args.tracers.split(",")
-    if unknown := set(args.tracers) - set(TRACERS):
+    args.growth_tracers = [t for t in args.growth_tracers.split(",") if t]
+    if unknown := set(args.tracers + args.growth_tracers) - set(TRACERS):
         parser.error(f"unknown tracers: {', '.join(sorted(unknown))}")
 
     started = time.time()
-    dummy_links("add")
+    if any(name.endswith("-agent") for name in args.tracers + args.growth_tracers):
+        build_agent()
+    create_links(with_namespaces=bool(args.growth_tracers))
     try:
-        for mode in MODES:   # discarded: the first windows after boot run slow
-            window(args.nlload, mode, args.window)
-        results = measure(args)
+        results = measure(args.nlload, args.tracers, BASE_MODES, args.window, args.rounds)
+        growth = measure(args.nlload, args.growth_tracers, GROWTH_MODES, args.growth_window, args.rounds)
     finally:
-        dummy_links("del")
+        remove_links(with_namespaces=bool(args.growth_tracers))
     took = time.time() - started
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     text = "\n".join([
@@ -312,13 +393,15 @@ def main():
         f"{args.window:g} s windows, {args.rounds} rounds (B T B T B T B with 3), {DUMMY_LINKS} dummy links; "
         f"bench took {took / 60:.1f} min.",
         "",
-        table(results),
+        table(results, BASE_MODES),
         "",
-    ])
+    ] + ([f"How the ratio changes as the work per message grows ({args.growth_window:g} s windows, "
+          f"{args.rounds} rounds; median, min-max):", "", growth_table(growth), ""] if growth else []))
     print(text)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"args": vars(args), "kernel": platform.release(), "results": results}, f, indent=1)
+        json.dump({"args": vars(args), "kernel": platform.release(), "results": results, "growth": growth},
+                  f, indent=1)
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(text)
 

@@ -84,6 +84,12 @@ ready_file_option = click.option(
          "wait for the tracer before they start their load.")
 
 
+agent_option = click.option(
+    "--agent", "agent_path", type=click.Path(exists=True, dir_okay=False), metavar="PATH",
+    help="Trace with this nltrace-agent, built for this kernel (nltrace build --target x86_64), instead of "
+         "compiling with BCC: attached in about a second, with kprobes and the agent's probe set.")
+
+
 @click.group(cls=Commands)
 @click.version_option(package_name="nltrace")
 def main():
@@ -131,6 +137,7 @@ def skipped_text(skipped):
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per tree per line.")
 @click.option("--input", "input_path", metavar="FILE|-",
               help="Render a recorded stream (nltrace record, nltrace-agent) instead of tracing.")
+@agent_option
 @click.option("--no-recv", is_flag=True, help="Do not start trees at netlink_recvmsg.")
 @click.option("--all-probes", is_flag=True, help="Also the steps that add little and cost as much as "
               "the others: rtnetlink_rcv, genl_rcv, __netlink_sendskb (see nltrace doctor).")
@@ -143,16 +150,23 @@ def skipped_text(skipped):
 @click.option("--perfetto", "perfetto_path", metavar="FILE", help="Also write the trees to FILE as a Perfetto "
               "trace (as nltrace export --to perfetto).")
 @unredacted_secrets_option
-def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, no_recv, all_probes,
-         buffer_mb, kprobes, snaplen, ready_file, pcapng_path, perfetto_path, unredacted_secrets):
+def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_path, agent_path, no_recv,
+         all_probes, buffer_mb, kprobes, snaplen, ready_file, pcapng_path, perfetto_path, unredacted_secrets):
     """Live call trees, one per netlink message."""
     from nltrace.filters import Filters
     from nltrace.views import json_line, render_tree
     filters = Filters(pid, comm, protocol, msg_type, errors_only, no_recv)
-    if input_path:
+    if agent_path:
+        given = click.get_current_context().get_parameter_source
+        if input_path or all_probes or kprobes or given("buffer_mb") != click.core.ParameterSource.DEFAULT:
+            raise click.UsageError("--agent attaches the probes it was built with, to its own ring buffer: "
+                                   "not with --input, --all-probes, --kprobes or --buffer-mb")
+    if input_path or agent_path:
         from nltrace.redact import redactor_for_run
-        redact = redactor_for_run(unredacted_secrets, live=False)
-        source = StreamSource(input_path, "flow")
+        redact = redactor_for_run(unredacted_secrets, live=bool(agent_path))
+        source = (run.open_agent(agent_path, TraceConfig.for_flow(pid, comm, no_recv, snaplen=snaplen), ready_file,
+                                 duration, protocol=protocol, msg_type=msg_type)
+                  if agent_path else StreamSource(input_path, "flow"))
     else:
         source, redact = open_live(TraceConfig.for_flow(pid, comm, no_recv, all_probes, buffer_mb, kprobes,
                                                         snaplen), ready_file, live_redactor(unredacted_secrets))
@@ -250,6 +264,7 @@ def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes, snapl
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per interval.")
 @click.option("--input", "input_path", metavar="FILE|-",
               help="Render the histograms of a recorded stream (nltrace-agent --latency) instead of tracing.")
+@agent_option
 @kprobes_option
 @ready_file_option
 @click.option("--prometheus", "prometheus_at", metavar="[ADDR:]PORT",
@@ -258,7 +273,7 @@ def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes, snapl
               help="Write the histograms to FILE (*.prom) each interval, for node-exporter's textfile collector.")
 @click.option("--label", "labels", multiple=True, metavar="NAME=VALUE",
               help="Add this label to every metric (e.g. board=bmc1 for a stream read with --input).")
-def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, input_path, kprobes,
+def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, input_path, agent_path, kprobes,
             ready_file, prometheus_at, prometheus_textfile, labels):
     """Latency histograms, aggregated in the kernel.
 
@@ -299,10 +314,15 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
         from nltrace.exports.prometheus import METRICS_INTERVAL, MetricsExport
         metrics = MetricsExport(by, labels, prometheus_at, prometheus_textfile)
         interval = interval or METRICS_INTERVAL
+    if agent_path and (input_path or kprobes):
+        raise click.UsageError("--agent attaches the probes it was built with: not with --input or --kprobes")
     if not input_path:
         from nltrace.filters import resolve_type
         config = TraceConfig.for_latency(by, resolve_type(msg_type, protocol), pid, comm, kprobes)
-        source, _ = open_live(config, ready_file)
+        if agent_path:
+            source = run.open_agent(agent_path, config, ready_file, duration, interval, protocol, msg_type)
+        else:
+            source, _ = open_live(config, ready_file)
 
     def show_all(ts_ns, histograms):
         show(ts_ns, histograms)

@@ -74,6 +74,13 @@ class TraceConfig:
                    probes=None if by == "function" else MESSAGE_TIMING,
                    on_demand=frozenset({"mutex_lock"}) if by == "rtnl" else frozenset(), kprobes=kprobes)
 
+    def agent_args(self):
+        """This config's filters and options as nltrace-agent's."""
+        common = [*(["-p", str(self.pid)] if self.pid else []), *(["-c", self.comm] if self.comm else [])]
+        if self.mode == "latency":
+            return ["--latency", *common, *(["--rtnl"] if "mutex_lock" in self.on_demand else [])]
+        return [*common, *(["--no-recv"] if self.skip_recv else []), "--snaplen", str(self.snaplen)]
+
     def plan(self, symbols):
         """The catalogue probes to attach, as [(probe, symbol)], and {name: why
         not} for those that cannot be. symbols: catalogue name -> kernel

@@ -78,6 +78,24 @@ def open_live(config, meanwhile=lambda: None):
     return source, prepared.result()
 
 
+def open_agent(agent, config, ready_file, duration, interval=None, protocol=None, msg_type=None):
+    """nltrace-agent as the source (sources/agent.py), with config's filters
+    and options, and --protocol and --type as the user wrote them (the agent
+    reads the same names); it writes the ready file once attached, latency's
+    histograms every interval, and ends its stream after duration. Raises
+    LoadError, Interrupted."""
+    from nltrace.sources.agent import AgentSource
+    args = config.agent_args()
+    for option, value in (("--protocol", protocol), ("--type", msg_type), ("--ready-file", ready_file),
+                          ("-d", duration), ("-i", interval)):
+        args += [option, str(value)] if value else []
+    catch_stop_signals()
+    try:
+        return AgentSource(agent, args, config.mode)
+    except Stop:
+        raise Interrupted("interrupted before tracing began; nothing is left attached") from None
+
+
 def _prepare(modules, meanwhile):
     for name in modules:
         importlib.import_module(name)

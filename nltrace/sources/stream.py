@@ -12,11 +12,12 @@ class StreamSource:
     """A Source (sources/__init__.py) over a stream. Raises BadInput for a
     stream that cannot be read, with the path in the message."""
 
-    def __init__(self, path, mode):
-        """mode: the command reading it; a stream of the other mode is refused."""
+    def __init__(self, path, mode, file=None):
+        """mode: the command reading it; a stream of the other mode is refused.
+        file: read from this open file instead, path only naming it."""
         self.path = path
         try:
-            self.file = sys.stdin.buffer if path == "-" else open(path, "rb")
+            self.file = file or (sys.stdin.buffer if path == "-" else open(path, "rb"))
         except OSError as e:
             raise BadInput(f"cannot read {path}: {e.strerror}") from None
         self._frames = read_frames(self.file)

@@ -1,5 +1,5 @@
 """The source contract (nltrace/sources) and the config words (nltrace/config):
-both sources keep the one contract, and TraceConfig alone makes the words,
+every source keeps the one contract, and TraceConfig alone makes the words,
 for BCC and, as C, for nltrace-agent."""
 
 import inspect
@@ -8,6 +8,7 @@ import sys
 from nltrace import records
 from nltrace.config import ADDRESSES, CONFIG_WORDS, TraceConfig, agent_config_c
 from nltrace.sources import Source
+from nltrace.sources.agent import AgentSource
 from nltrace.sources.live import BccSource
 from nltrace.sources.stream import StreamSource
 
@@ -31,7 +32,7 @@ def test_the_live_source_keeps_the_contract():
     assert sorted(CONTRACT) == sorted(["records", "drain", "discard", "histograms", "final_histograms",
                                        "counters", "symbolize", "close"])
     for name in CONTRACT:
-        for cls in (BccSource, StreamSource):
+        for cls in (BccSource, StreamSource, AgentSource):
             wanted = list(inspect.signature(getattr(Source, name)).parameters)
             have = list(inspect.signature(getattr(cls, name)).parameters)
             assert have == wanted, (cls.__name__, name, have, wanted)
@@ -54,6 +55,16 @@ def test_words_encode_the_options():
     assert flow.pop(C.NLT_CFG_SNAPLEN) == 16 and set(flow.values()) == {0}
     # every word but NLT_CFG_ARMED (the BCC loader's own state) comes from the table
     assert set(flow) | {C.NLT_CFG_SNAPLEN} == set(range(C.NLT_CFG_MAX)) - {C.NLT_CFG_ARMED}
+
+
+def test_agent_args_carry_the_options():
+    assert TraceConfig.for_flow(pid=42, comm="ip", skip_recv=True, snaplen=16).agent_args() == \
+        ["-p", "42", "-c", "ip", "--no-recv", "--snaplen", "16"]
+    assert TraceConfig.for_flow().agent_args() == ["--snaplen", str(C.NLT_MSG_CAPTURE)]
+    want = {"protocol": None, "type": None, "cmd": None}
+    assert TraceConfig.for_latency("rtnl", want, comm="nlload").agent_args() == \
+        ["--latency", "-c", "nlload", "--rtnl"]
+    assert TraceConfig.for_latency("message", want).agent_args() == ["--latency"]
 
 
 def test_the_agent_gets_the_same_table_as_c():

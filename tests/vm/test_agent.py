@@ -155,3 +155,52 @@ def test_agent_snaplen_and_pcapng(agent, tmp_path):
     assert len(rows) == len(nlload_packets)
     assert all(int(cap) <= 16 + 16 and int(full) >= int(cap) for cap, full, _ in rows), rows
     assert all(abs(float(epoch) - time.time()) < 600 for _, _, epoch in rows), rows
+
+
+def test_flow_with_the_agent(agent):
+    """nltrace flow --agent: the built agent loads and attaches, flow shows
+    its trees live: exactly the requests sent, filtered by -c in the agent.
+    SIGTERM to flow stops the agent, which leaves nothing attached."""
+    tool = Tracer(nltrace("flow", "--json", "--agent", agent, "-c", "nlload"))
+    try:
+        subprocess.run([os.path.join(OUT, "nlload"), "get", "--count", "40"], check=True)
+    finally:
+        assert tool.stop() == 0, tool.stderr   # the agent's last trees are read before flow ends
+    trees = tool.stdout
+    sends = nlload_sends(trees)
+    assert len(sends) == 40, [t["message"] for t in sends]
+    assert {t["message"]["type_name"] for t in sends} == {"RTM_GETLINK"}
+    assert {t["comm"] for t in trees} == {"nlload"}
+    assert agent_kprobe_events() == []
+    assert any(line.startswith("nltrace: ") and " trees shown, 0 lost" in line for line in tool.stderr), tool.stderr
+
+
+def test_latency_with_the_agent(agent):
+    """nltrace latency --agent -i: the agent's histograms, every interval and
+    at the end, summed: exactly the requests sent."""
+    tool = Tracer(nltrace("latency", "--json", "--agent", agent, "-c", "nlload", "-i", "1"))
+    try:
+        subprocess.run([os.path.join(OUT, "nlload"), "get", "--count", "7"], check=True)
+    finally:
+        assert tool.stop() == 0, tool.stderr
+    counts = Counter()
+    for report in tool.stdout:
+        counts.update({h["key"]: h["count"] for h in report["histograms"]})
+    assert counts == {"RTM_GETLINK": 7}, tool.stdout
+    assert agent_kprobe_events() == []
+
+
+def test_flow_killed_takes_its_agent_with_it(agent):
+    """kill -9 of nltrace flow --agent: the agent gets SIGTERM from the
+    kernel (PR_SET_PDEATHSIG) and detaches; nothing stays attached."""
+    tool = Tracer(nltrace("flow", "--json", "--agent", agent))
+    agents = subprocess.run(["pgrep", "-P", str(tool.proc.pid), "-x", "nltrace-agent"],
+                            capture_output=True, text=True).stdout.split()
+    assert len(agents) == 1, agents
+    tool.proc.kill()
+    tool.stop()
+    deadline = time.monotonic() + 30
+    while os.path.exists(f"/proc/{agents[0]}") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{agents[0]}")
+    assert agent_kprobe_events() == []
