@@ -46,6 +46,7 @@ class AgentSource:
             raise LoadError(f"cannot run {agent}: {e.strerror}") from None
         self._stream = None
         self._ended = False   # the stream's end was read
+        self._stopped = False  # we sent it SIGTERM
         self._queue = queue.Queue()
         threading.Thread(target=self._read, args=(agent,), daemon=True).start()
 
@@ -62,13 +63,21 @@ class AgentSource:
     def _next(self, timeout):
         item = self._queue.get(timeout=timeout)
         if isinstance(item, Exception):
+            if self.proc.wait() == -signal.SIGTERM and self._stopped:
+                return _END    # stopped before it set its handlers: its stream ends where it was cut
             self._check_exit()
             raise item
         return item
 
+    def _stop(self):
+        if self.proc.poll() is None:
+            self._stopped = True
+            self.proc.send_signal(signal.SIGTERM)
+
     def _check_exit(self):
+        """Raise LoadError if the agent failed on its own (not stopped by us)."""
         status = self.proc.wait()
-        if status:
+        if status and not (self._stopped and status == -signal.SIGTERM):
             raise LoadError(f"nltrace-agent failed (exit status {status}); its messages are above")
 
     def _frames(self):
@@ -102,8 +111,7 @@ class AgentSource:
     def drain(self):
         """At the stop: the agent detaches and writes what its ring buffer
         still held; read to the end of its stream."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        self._stop()
         while not self._ended:
             item = self._next(None)
             self._ended = item is _END
@@ -122,14 +130,11 @@ class AgentSource:
 
     def close(self):
         """Stop the agent; raises LoadError if it had failed on its own."""
-        stopped = self.proc.poll() is None
-        if stopped:
-            self.proc.send_signal(signal.SIGTERM)
+        self._stop()
         try:
             self.proc.wait(AGENT_STOP_WAIT_S)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
         self.proc.stdout.close()
-        if not stopped:
-            self._check_exit()
+        self._check_exit()
