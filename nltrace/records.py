@@ -116,7 +116,10 @@ def parse_histograms(data):
     head = ffi.cast("struct nlt_hist_head *", ffi.from_buffer(data))
     if len(data) != HIST_HEAD_SIZE + head.nr_entries * HIST_ENTRY_SIZE:
         raise ValueError(f"{len(data)} bytes do not hold its {head.nr_entries} entries")
-    entries = ffi.cast("struct nlt_hist_entry *", ffi.from_buffer(data[HIST_HEAD_SIZE:]))
+    # a pointer into data itself: a cast of a slice's buffer would outlive the slice
+    # (cffi's cast keeps no reference), and read freed memory
+    body = ffi.from_buffer(data)
+    entries = ffi.cast("struct nlt_hist_entry *", body + HIST_HEAD_SIZE)
     counts, maxima = {}, {}
     for i in range(head.nr_entries):
         raw = hist_key(entries[i].key)

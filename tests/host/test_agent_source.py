@@ -24,7 +24,7 @@ def stand_in(tmp_path, body):
 def replays(path, ready):
     """The stand-in's script: once it handles SIGTERM, the ready file (as the
     agent's --ready-file), the stream, then quiet until SIGTERM, then the end."""
-    return f"sleep 600 >/dev/null & trap 'kill $!; exit 0' TERM; touch {ready}; cat {path}; wait"
+    return f"sleep 600 >/dev/null & trap 'kill $!; exit 0' TERM; cat {path}; touch {ready}; wait"
 
 
 def wait_for(path):
