@@ -162,11 +162,13 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
             raise click.UsageError("--agent attaches the probes it was built with, to its own ring buffer: "
                                    "not with --input, --all-probes, --kprobes or --buffer-mb")
     if input_path or agent_path:
-        from nltrace.redact import redactor_for_run
-        redact = redactor_for_run(unredacted_secrets, live=bool(agent_path))
+        # the agent first: it attaches while the decoding loads (its trees of
+        # this process's own family query are dropped: sources/agent.py)
         source = (run.open_agent(agent_path, TraceConfig.for_flow(pid, comm, no_recv, snaplen=snaplen), ready_file,
                                  duration, protocol=protocol, msg_type=msg_type)
                   if agent_path else StreamSource(input_path, "flow"))
+        from nltrace.redact import redactor_for_run
+        redact = redactor_for_run(unredacted_secrets, live=bool(agent_path))
     else:
         source, redact = open_live(TraceConfig.for_flow(pid, comm, no_recv, all_probes, buffer_mb, kprobes,
                                                         snaplen), ready_file, live_redactor(unredacted_secrets))

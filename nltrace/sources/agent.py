@@ -6,12 +6,15 @@ attaches them in about a second, where BCC compiles for tens of seconds
 is quiet (its output is flushed on them, -d is checked)."""
 
 import ctypes
+import os
 import queue
 import signal
+import struct
 import subprocess
 import threading
 import time
 
+from nltrace import records
 from nltrace.errors import LoadError
 from nltrace.sources.stream import StreamSource
 
@@ -19,6 +22,15 @@ PR_SET_PDEATHSIG = 1
 AGENT_STOP_WAIT_S = 30
 HEARTBEAT_S = 0.1      # how often records() yields None while the agent is quiet
 _END = object()
+
+
+PID = struct.Struct("=I")
+PID_OFFSET = records.ffi.offsetof("struct nlt_record", "pid")
+
+
+def _pid_of(raw):
+    """The sender's pid in a raw record (None if too short: the reader says why)."""
+    return PID.unpack_from(raw, PID_OFFSET)[0] if len(raw) >= PID_OFFSET + PID.size else None
 
 
 def _die_with_parent():
@@ -45,6 +57,9 @@ class AgentSource:
         except OSError as e:
             raise LoadError(f"cannot run {agent}: {e.strerror}") from None
         self._stream = None
+        # the agent traces this process too (the redactor's genl family
+        # query, made while it attaches): not the user's messages
+        self._own_pid = os.getpid()
         self._ended = False   # the stream's end was read
         self._stopped = False  # we sent it SIGTERM
         self._queue = queue.Queue()
@@ -55,6 +70,8 @@ class AgentSource:
             self._stream = StreamSource(agent, self.mode, file=self.proc.stdout)
             frames = self._stream.records() if self.mode == "flow" else self._stream.histograms()
             for payload in frames:
+                if self.mode == "flow" and _pid_of(payload) == self._own_pid:
+                    continue
                 self._queue.put(payload)
             self._queue.put(_END)
         except Exception as e:   # BadInput: no stream (the agent failed), or a cut one

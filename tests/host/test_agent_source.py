@@ -5,13 +5,16 @@ SIGTERM. tests/vm/test_agent.py runs the real agent on a real kernel."""
 
 import os
 import stat
+import struct
 import time
 
 import pytest
 
+from nltrace import records
 from nltrace.errors import LoadError
 from nltrace.sources.agent import AgentSource
 from nltrace.sources.stream import StreamSource
+from nltrace.stream_format import StreamWriter
 
 
 def stand_in(tmp_path, body):
@@ -93,4 +96,22 @@ def test_stopped_before_its_stream_began(tmp_path):
     ends the stream, and is no failure."""
     source = AgentSource(stand_in(tmp_path, "exec sleep 600"), [], "flow")
     assert list(source.drain()) == []
+    source.close()
+
+
+def test_this_process_own_requests_are_dropped(tmp_path, recorded_stream):
+    """The agent traces nltrace too (its genl family query, made while the
+    agent attaches): records of this process are not the user's. The
+    recorded stream, with its first record's pid made this process's."""
+    expected, _ = recorded_records(recorded_stream)
+    mine = bytearray(expected[0])
+    struct.pack_into("=I", mine, records.ffi.offsetof("struct nlt_record", "pid"), os.getpid())
+    path = tmp_path / "mine.nltrace"
+    with open(path, "wb") as f:
+        writer = StreamWriter(f, {"mode": "flow"})
+        for raw in [bytes(mine)] + expected[1:]:
+            writer.record(raw)
+    source = AgentSource(stand_in(tmp_path, replays(path, tmp_path / "ready")), [], "flow")
+    wait_for(tmp_path / "ready")
+    assert list(source.drain()) == expected[1:]
     source.close()
