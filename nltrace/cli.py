@@ -47,7 +47,7 @@ def _power_of_two(_ctx, _param, value):
     return value
 
 
-# 32 MiB hold a burst of about 90k trees while the reader stands back (pacing.py).
+# 32 MiB hold a burst of about 60k trees of `ip link show` while the reader stands back (pacing.py).
 buffer_option = click.option(
     "--buffer-mb", type=int, default=32, show_default=True, callback=_power_of_two, metavar="N",
     help="The kernel ring buffer, in MiB (a power of two). It holds a burst while nltrace "
@@ -163,12 +163,14 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
                                    "not with --input, --all-probes, --kprobes or --buffer-mb")
     if input_path or agent_path:
         # the agent first: it attaches while the decoding loads (its trees of
-        # this process's own family query are dropped: sources/agent.py)
-        source = (run.open_agent(agent_path, TraceConfig.for_flow(pid, comm, no_recv, snaplen=snaplen), ready_file,
-                                 duration, protocol=protocol, msg_type=msg_type)
-                  if agent_path else StreamSource(input_path, "flow"))
-        from nltrace.redact import redactor_for_run
-        redact = redactor_for_run(unredacted_secrets, live=bool(agent_path))
+        # this process's own family query are dropped: sources/agent.py); a
+        # stop meanwhile ends the trace once it runs
+        with run.stop_deferred():
+            source = (run.open_agent(agent_path, TraceConfig.for_flow(pid, comm, no_recv, snaplen=snaplen),
+                                     ready_file, duration, protocol=protocol, msg_type=msg_type)
+                      if agent_path else StreamSource(input_path, "flow"))
+            from nltrace.redact import redactor_for_run
+            redact = redactor_for_run(unredacted_secrets, live=bool(agent_path))
     else:
         source, redact = open_live(TraceConfig.for_flow(pid, comm, no_recv, all_probes, buffer_mb, kprobes,
                                                         snaplen), ready_file, live_redactor(unredacted_secrets))

@@ -22,8 +22,10 @@ class Stop(BaseException):
     """Ctrl-C or SIGTERM. A BaseException, as KeyboardInterrupt is, so that an
     `except Exception` does not catch it; and counted in Stop.signals,
     because a bare `except:` (pyroute2 has some on the decoding path) can.
-    While deferred (an item being handled) it is only counted."""
+    While deferred (an item being handled) it is only counted. acted: the
+    signals a stop was made of so far (drive() acts on any since)."""
     signals = 0
+    acted = 0
     deferred = False
 
 
@@ -36,7 +38,8 @@ def _on_stop_signal(_signo, _frame):
 @contextmanager
 def stop_deferred():
     """A stop signal during the block is counted and acted on after it: a
-    tree is shown and exported whole, or not at all."""
+    tree is shown and exported whole, or not at all; one that comes while
+    a trace is set up (flow --agent) ends it as soon as drive() starts."""
     Stop.deferred = True
     try:
         yield
@@ -117,10 +120,10 @@ def drive(items, on_item, duration, on_heartbeat=lambda: None):
     ends, or Ctrl-C or SIGTERM."""
     catch_stop_signals()
     deadline = time.monotonic() + duration if duration else None
-    seen = Stop.signals
+    seen = Stop.acted
     try:
         for item in items:
-            if Stop.signals > seen:   # its exception was swallowed on the way
+            if Stop.signals > seen:   # its exception was swallowed on the way, or it came before
                 break
             if item is not None:
                 with stop_deferred():
@@ -133,6 +136,7 @@ def drive(items, on_item, duration, on_heartbeat=lambda: None):
                 break
     except Stop:
         pass
+    Stop.acted = Stop.signals
 
 
 def finish(source, on_record):
