@@ -269,6 +269,8 @@ def remove_links(with_namespaces):
 
 def measure(nlload, tracers, modes, seconds, rounds):
     """{tracer: summary} of B T ... B windows of every mode, rounds T windows per tracer."""
+    if not tracers:
+        return {}
     untraced = {m: [] for m in modes}       # rate of each B window
 
     def b_windows():
