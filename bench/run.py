@@ -68,7 +68,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
-from harness.tracer import Tracer, nltrace  # noqa: E402
+from harness.tracer import Tracer, build_agent_here, nltrace  # noqa: E402
 
 from nltrace import records  # noqa: E402  (the hist key layout, from records.h)
 
@@ -129,9 +129,7 @@ HIST_LINE = re.compile(r"^[\[(][^\]\)]*[\]\)]\s+(\d+)\s+\|")
 
 def build_agent():
     """nltrace build --target x86_64 for the running kernel (its BTF and kallsyms), into AGENT's directory."""
-    subprocess.run([sys.executable, "-m", "nltrace", "build", "--target", "x86_64", "--btf", "/sys/kernel/btf/vmlinux",
-                    "--system-map", "/proc/kallsyms", "--release", platform.release(),
-                    "-o", os.path.dirname(AGENT)], check=True, capture_output=True, cwd=ROOT)
+    subprocess.run(build_agent_here(os.path.dirname(AGENT)), check=True, capture_output=True, cwd=ROOT)
 
 
 def run_json(argv):

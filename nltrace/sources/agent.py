@@ -80,7 +80,7 @@ class AgentSource:
     def _next(self, timeout):
         item = self._queue.get(timeout=timeout)
         if isinstance(item, Exception):
-            if self.proc.wait() == -signal.SIGTERM and self._stopped:
+            if self._killed_by_our_stop():
                 return _END    # stopped before it set its handlers: its stream ends where it was cut
             self._check_exit()
             raise item
@@ -91,10 +91,13 @@ class AgentSource:
             self._stopped = True
             self.proc.send_signal(signal.SIGTERM)
 
+    def _killed_by_our_stop(self):
+        return self._stopped and self.proc.wait() == -signal.SIGTERM
+
     def _check_exit(self):
         """Raise LoadError if the agent failed on its own (not stopped by us)."""
         status = self.proc.wait()
-        if status and not (self._stopped and status == -signal.SIGTERM):
+        if status and not self._killed_by_our_stop():
             raise LoadError(f"nltrace-agent failed (exit status {status}); its messages are above")
 
     def _frames(self):

@@ -12,6 +12,7 @@ Also render(): `nltrace flow|latency --input PATH --json`, for recorded streams.
 
 import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -32,6 +33,13 @@ POLL_S = 0.05
 def nltrace(command, *args):
     """The argv of `nltrace COMMAND ARGS`, with this Python."""
     return [sys.executable, "-m", "nltrace", command, *args]
+
+
+def build_agent_here(out):
+    """The argv of `nltrace build` of nltrace-agent for this machine's kernel,
+    from its BTF and kallsyms (Debian's System.map is a placeholder), into out."""
+    return nltrace("build", "--target", "x86_64", "--btf", "/sys/kernel/btf/vmlinux",
+                   "--system-map", "/proc/kallsyms", "--release", platform.release(), "-o", out)
 
 
 class Tracer:

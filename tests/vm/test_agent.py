@@ -9,11 +9,9 @@ tests/arm compares the emulated ARM board's trees with them.
 
 import json
 import os
-import platform
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -21,7 +19,7 @@ import pytest
 
 from conftest import ROOT
 from harness.shapes import NLLOAD_SENDS, check_agent_text, nlload_sends, sent, summaries
-from harness.tracer import Tracer, nltrace, render
+from harness.tracer import Tracer, build_agent_here, nltrace, render
 from nltrace.stream_format import read_frames
 
 WORKLOAD = os.path.join(ROOT, "tests", "clients", "workload.sh")
@@ -32,9 +30,7 @@ OUT = os.path.join(os.environ.get("NLTRACE_VM_OUT", "/tmp"), "agent-x86")
 def agent():
     """The built agent's path (nlload is built beside it)."""
     os.makedirs(OUT, exist_ok=True)
-    build = subprocess.run([sys.executable, "-m", "nltrace", "build", "--target", "x86_64",
-                            "--btf", "/sys/kernel/btf/vmlinux", "--system-map", "/proc/kallsyms",
-                            "--release", platform.release(), "-o", OUT], capture_output=True, text=True)
+    build = subprocess.run(build_agent_here(OUT), capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     cc = subprocess.run(["gcc", "-O2", "-static", "-o", os.path.join(OUT, "nlload"),
                          os.path.join(ROOT, "bench", "nlload.c")], capture_output=True, text=True)
