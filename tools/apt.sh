@@ -1,8 +1,9 @@
-# Sourced by tools/arm/fetch and tools/arm/kernel: apt-get and apt-cache on a
-# private state in a cache directory, so the machine's apt configuration
-# stays as it is. The sourcing script defines say and die.
+# Sourced by tools/arm/fetch, tools/arm/kernel and tools/x86-kernel: apt-get
+# and apt-cache on a private state in a cache directory, so the machine's apt
+# configuration stays as it is. The sourcing script defines say and die.
 #   private_apt DIR [APT-OPTION...]   selects that state: sets apt_dir, apt_opts
 #   private_apt_update [--force]      apt-get update there, unless its lists exist
+#   debian_suite DIR SUITE            both, for SUITE's main and security archives
 private_apt() {
     apt_dir=$1
     shift
@@ -20,4 +21,13 @@ private_apt_update() {
             die "apt-get update failed: $(grep -m1 -E '^(E:|W: Failed)' "$log" || tail -1 "$log")"
         fi
     fi
+}
+
+debian_suite() {
+    private_apt "$1" -o Dir::Etc::sourcelist="$1/sources.list" -o Dir::Etc::sourceparts=-
+    cat > "$apt_dir/sources.list" <<LIST
+deb http://deb.debian.org/debian $2 main
+deb http://deb.debian.org/debian-security $2-security main
+LIST
+    private_apt_update
 }
