@@ -1,8 +1,10 @@
 # nltrace: the user's verbs.
 #   make install   everything on a fresh Debian 12 machine (root)
 #   make demo      nltrace flow on real traffic (inside the test VM here)
-#   make test      every test: host tests, the real-kernel tests in one VM boot, then
+#   make test      every test: host tests, the real-kernel tests in one VM boot, the
+#                  core ones on Debian's 5.10 and 6.12 kernels (one boot each), then
 #                  the BMC path on the emulated AST2500 with its 6.12 kernel (one boot)
+#   make test-matrix  the kernel matrix alone: doctor, flow and latency on 5.10 and 6.12
 #   make test-board  the AST2500 with each of its kernels (6.12 and 5.10)
 #   make test-arm  the BMC path on the raspi1ap stand-in (Debian's rpi kernel): the
 #                  same checks as the AST2500's, on another kernel
@@ -23,7 +25,7 @@ APT_PACKAGES := python3-venv python3-bpfcc bpfcc-tools bpftrace dwarves iproute2
 	gcc-arm-linux-gnueabi libc6-dev-armel-cross qemu-system-arm device-tree-compiler cpio \
 	ethtool nftables flex bison bc libssl-dev tshark
 
-.PHONY: install demo test test-host test-vm test-long test-arm test-board vm bench soak
+.PHONY: install demo test test-host test-vm test-matrix test-long test-arm test-board vm bench soak
 
 install: $(STAMP)
 
@@ -49,7 +51,7 @@ KERNEL_612_LOG := .cache/kernel-6.12.log
 test: install
 	rm -f $(KERNEL_612_LOG).rc
 	{ nice -n 19 tools/arm/kernel 6.12 > $(KERNEL_612_LOG) 2>&1; echo $$? > $(KERNEL_612_LOG).rc; } &
-	$(MAKE) test-host test-vm
+	$(MAKE) test-host test-vm test-matrix
 	while [ ! -f $(KERNEL_612_LOG).rc ]; do sleep 5; done; \
 		[ "$$(cat $(KERNEL_612_LOG).rc)" = 0 ] || { tail -30 $(KERNEL_612_LOG); exit 1; }
 	$(MAKE) test-board BOARD_KERNELS=6.12
@@ -66,6 +68,15 @@ $(NLLOAD): bench/nlload.c
 # tests/vm includes the bench's minimal mode (tests/vm/test_bench.py)
 test-vm: install $(NLLOAD)
 	tools/vm $(PY) -m pytest -p no:cacheprovider -v --instafail --durations=0 -m "not long" tests/vm
+
+# The kernel matrix, like pwru's: Debian's kernels before and after the 6.1 that
+# test-vm boots (tools/x86-kernel unpacks them into the kernel cache), with the
+# core real-kernel tests, one boot each.
+MATRIX_KERNELS := 5.10 6.12
+MATRIX_TESTS := tests/vm/test_doctor.py tests/vm/test_flow.py tests/vm/test_latency.py
+test-matrix: install $(NLLOAD)
+	for v in $(MATRIX_KERNELS); do NLTRACE_VM_KERNEL=$$v tools/vm $(PY) -m pytest -p no:cacheprovider -v \
+		--instafail --durations=0 -m "not long" $(MATRIX_TESTS) || exit 1; done
 
 # The real-kernel tests marked long (four tracers at once, the secrets, the soak's
 # short form): each passes in the VM, but with them CI would pass its time budget.

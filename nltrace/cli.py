@@ -1,6 +1,7 @@
 """The command line: parse the options, call the engine, print what it gives
 back; every NltraceError becomes one message and an exit status here."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -378,11 +379,17 @@ def build(target, vmlinux, btf, system_map, release, sysroot, config_path, outpu
 
 
 @main.command()
-def doctor():
+@click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
+def doctor(as_json):
     """Report what this kernel allows, and what to do about each missing piece."""
     from nltrace.doctor import catalogue_rows
     from nltrace.kernel import features
     report = features.probe()
+    if as_json:
+        click.echo(json.dumps({"release": report.release, "arch": report.arch, "can_trace": report.can_trace,
+                               "checks": [dataclasses.asdict(c) for c in report.checks],
+                               "probes": [dataclasses.asdict(r) for r in catalogue_rows(report)]}))
+        sys.exit(0 if report.can_trace else 1)
     console = Console(highlight=False)
     console.print(f"kernel {report.release} ({report.arch})")
     table = Table(show_header=True, header_style="bold")

@@ -106,10 +106,13 @@ def _prepare(modules, meanwhile):
 
 
 def write_ready_file(path, source):
-    """pwru's handshake: PATH exists once every probe is attached."""
+    """pwru's handshake: PATH exists once every probe is attached. It says
+    which: the catalogue probes attached, those by fentry/fexit, and why the
+    others were not."""
     try:
         with open(path, "w") as f:
-            f.write(json.dumps({"probes": len(source.attached)}) + "\n")
+            f.write(json.dumps({"probes": len(source.attached), "attached": sorted(source.attached),
+                                "fentry": sorted(source.fentry), "missing": source.missing}) + "\n")
     except OSError as e:
         source.close()
         raise LoadError(f"cannot write the ready file {path}: {e.strerror}") from None

@@ -116,7 +116,7 @@ def probe(release=None):
     checks.append(Check("catalogue functions", found > 0,
                         f"{found} of {len(CATALOGUE)} traceable (from {source})",
                         "the kernel has none of the netlink functions nltrace traces"))
-    report.fentry, detail = fentry_check(report.symbols)
+    report.fentry, detail = fentry_check(report.symbols, release)
     checks.append(Check("fentry/fexit", bool(report.fentry), detail,
                         "a kernel with CONFIG_DEBUG_INFO_BTF, on x86-64", needed=False))
     return report

@@ -1,0 +1,83 @@
+"""nltrace doctor on a real kernel, held against the kernel's own accounts
+(tracefs, bpftool, bpftrace) and against what flow then attaches. The kernel
+matrix runs this file on each kernel (Makefile: test-matrix)."""
+
+import json
+import re
+import subprocess
+
+from harness.tracer import Tracer, nltrace
+from nltrace.catalogue import FLOW_DEFAULT
+
+AVAILABLE = "/sys/kernel/tracing/available_filter_functions"
+
+
+def doctor_report():
+    doctor = subprocess.run(nltrace("doctor", "--json"), capture_output=True, text=True)
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    report = json.loads(doctor.stdout)
+    assert report["can_trace"] and all(c["ok"] for c in report["checks"] if c["needed"]), report["checks"]
+    return report
+
+
+def bpftool(*args):
+    return subprocess.run(["bpftool", *args], check=True, capture_output=True, text=True).stdout
+
+
+def trampoline_links():
+    return sum(1 for link in json.loads(bpftool("-j", "link", "show")) if link.get("type") == "tracing")
+
+
+def kfunc_attaches(function):
+    """Whether bpftrace, which needs no argument helper, can put a fentry
+    program on function: the kernel's own answer to the trampoline's limits."""
+    probe = subprocess.run(["bpftrace", "-e", f"kfunc:{function} {{ }} BEGIN {{ exit(); }}"],
+                           capture_output=True, text=True, timeout=300)
+    return probe.returncode == 0
+
+
+def test_doctor_says_what_the_kernel_has_and_what_flow_attaches():
+    report = doctor_report()
+    rows = {row["function"]: row for row in report["probes"]}
+    fentry_check = next(c for c in report["checks"] if c["name"] == "fentry/fexit")
+
+    # Traceable or inlined: the kernel's list of functions ftrace can hook.
+    with open(AVAILABLE) as f:
+        hookable = {line.split()[0] for line in f}
+    for name, row in rows.items():
+        if row["kind"] == "raw_tracepoint":
+            continue
+        variants = {s for s in hookable if s == name or s.startswith(name + ".")}
+        if row["attach_to"]:
+            assert row["attach_to"] in variants, row
+        else:
+            assert not variants, (name, sorted(variants))
+
+    # The argument helpers, as the kernel's BTF names them (bpftool's reading).
+    helpers = set(re.findall(r"'BPF_FUNC_(get_func_arg|get_func_ret)'", bpftool(
+        "btf", "dump", "file", "/sys/kernel/btf/vmlinux", "format", "raw")))
+    says_fentry = {name for name, row in rows.items() if row["kind"] == "fentry+fexit"}
+    if helpers != {"get_func_arg", "get_func_ret"}:
+        assert not says_fentry and "lacks bpf_get_func_arg" in fentry_check["detail"], fentry_check
+    else:
+        assert says_fentry, fentry_check
+        # Functions left to kprobes for their arguments' count: the kernel refuses them a trampoline.
+        over = re.search(r"kprobes for ([\w, ]+) \(more than", fentry_check["detail"])
+        for name in over.group(1).split(", ") if over else ():
+            assert rows[name]["kind"] == "kprobe+kretprobe" and not kfunc_attaches(name), name
+        # and one doctor gives a trampoline, the kernel gives one too
+        assert kfunc_attaches(sorted(says_fentry)[0])
+
+    # What flow attaches by default: doctor's fentry+fexit rows, and as many
+    # BPF trampoline links in the kernel (an fentry and an fexit each).
+    expected = {name for name in says_fentry & FLOW_DEFAULT if rows[name]["attach_to"] and not rows[name]["note"]}
+    before = trampoline_links()     # another test's tracer may be attached
+    flow = Tracer(nltrace("flow", "--json"))
+    try:
+        during = trampoline_links()
+    finally:
+        assert flow.stop() == 0, flow.stderr
+    assert set(flow.ready["fentry"]) == expected, (flow.ready, fentry_check)
+    assert during - before == 2 * len(expected)
+    attached = {name for name, row in rows.items() if row["attach_to"] and not row["note"] and name in FLOW_DEFAULT}
+    assert set(flow.ready["attached"]) == attached - set(flow.ready["missing"]), flow.ready
