@@ -48,7 +48,8 @@ ROLES = {
                           "reads the skb and the receiver's portid, which link it to its read", True),
     "netlink_overrun": ("a copy dropped: the receiver's buffer is full, it reads ENOBUFS; reads its portid",
                         True, True),
-    "netlink_ack": ("the ack or error sent back; reads the errno and the acked message's header", True, True),
+    "netlink_ack": ("the ack or error sent back; reads the errno, the acked message's header and the "
+                    "extack message", True, True),
     "nfnetlink_rcv_batch": ("NETLINK_NETFILTER: the messages of a batch (nft) run as one transaction; its "
                             "errors' acks are its children. In the nfnetlink module: traced when the module "
                             "is loaded as nltrace starts", False, True),

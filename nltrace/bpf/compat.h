@@ -153,6 +153,10 @@ char LICENSE[] SEC("license") = "GPL";
 #include <net/genetlink.h>
 #include <net/net_namespace.h>
 #include <linux/netlink.h>
+#include <linux/version.h>
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 2, 0)
+#define NLT_HAVE_genl_split_ops 1   /* what layout.py finds in a kernel's BTF */
+#endif
 #define NLT_READ(dst, ptr, tag, member) \
 	bpf_probe_read_kernel(&(dst), sizeof(((struct tag *)0)->member), \
 			      &((struct tag *)(ptr))->member)

@@ -400,7 +400,9 @@ NLT_FUNCTION(rtnetlink_rcv_msg, 0, rtnl_dispatch(NLT_ARG(2)))
 /* The family and the handler of a generic netlink message.
  * int genl_family_rcv_msg_doit/dumpit(const struct genl_family *family,
  *	struct sk_buff *skb, struct nlmsghdr *nlh, struct netlink_ext_ack *extack,
- *	const struct genl_ops *ops, int hdrlen, struct net *net) */
+ *	const struct genl_ops *ops, int hdrlen, struct net *net)
+ * From 6.2 ops is a struct genl_split_ops, whose doit and dumpit sit at other
+ * offsets (after pre_doit and start). */
 static __always_inline void genl_dispatch(__u32 func, int dump, void *family, void *ops)
 {
 	struct nlt_thread *t = enter(func, 0);
@@ -409,10 +411,17 @@ static __always_inline void genl_dispatch(__u32 func, int dump, void *family, vo
 	if (!t || t->rec.genl_family[0])
 		return;
 	NLT_READ(t->rec.genl_family, family, genl_family, name);
+#ifdef NLT_HAVE_genl_split_ops
+	if (dump)
+		NLT_READ(handler, ops, genl_split_ops, dumpit);
+	else
+		NLT_READ(handler, ops, genl_split_ops, doit);
+#else
 	if (dump)
 		NLT_READ(handler, ops, genl_ops, dumpit);
 	else
 		NLT_READ(handler, ops, genl_ops, doit);
+#endif
 	t->rec.handler = (__u64)handler;
 }
 
@@ -510,19 +519,26 @@ NLT_KPROBE(capture_genl_get_cmd) { genl_cmd_lookup(NLT_ARG(2), NLT_ARG(3), NLT_A
 NLT_KRETPROBE(capture_ret_genl_get_cmd) { genl_cmd_found(NLT_RET()); return 0; }
 
 /* void netlink_ack(struct sk_buff *in_skb, struct nlmsghdr *nlh, int err,
- *		    const struct netlink_ext_ack *extack) */
-static __always_inline void ack(void *nlh, int err)
+ *		    const struct netlink_ext_ack *extack)
+ * The extack message goes back with the ack: read here, it is there on
+ * kernels without the netlink:netlink_extack tracepoint (5.10). Its _msg is
+ * the struct's first member in every kernel. */
+static __always_inline void ack(void *nlh, int err, void *extack)
 {
 	struct nlt_thread *t = enter(NLT_FN_netlink_ack, 0);
+	__u64 msg;
 
 	if (t) {
 		note(t, message_head(nlh), (__u32)err);
 		if (err && !t->rec.error)
 			t->rec.error = err;
+		msg = extack && !t->rec.extack[0] ? read_kptr((__u64)extack) : 0;
+		if (msg)
+			bpf_probe_read_kernel_str(t->rec.extack, sizeof(t->rec.extack), (void *)msg);
 	}
 }
 
-NLT_FUNCTION(netlink_ack, 0, ack(NLT_ARG(2), (int)(long)NLT_ARG(3)))
+NLT_FUNCTION(netlink_ack, 0, ack(NLT_ARG(2), (int)(long)NLT_ARG(3), NLT_ARG(4)))
 
 NLT_FUNCTION(netlink_unicast_kernel, 0, enter(NLT_FN_netlink_unicast_kernel, 0))
 NLT_FUNCTION(rtnetlink_rcv, 0, enter(NLT_FN_rtnetlink_rcv, 0))

@@ -25,6 +25,12 @@ _MEMBER = re.compile(r"^(\t+)(?P<decl>.*?);\s*/\*\s*(?P<off>\d+)(?::\d+)?\s+(?P<
 _NAME = re.compile(r"\(\*\s*(\w+)\)\s*\(|(\w+)\s*(?:\[\d+\])?\s*$")
 
 
+# Structs only some kernels have: where one is found, layout_cflags defines
+# NLT_HAVE_<tag>, which the programs test. genl_split_ops (6.2+): the op
+# genl_family_rcv_msg_doit/dumpit get, in place of a genl_ops.
+OPTIONAL_STRUCTS = frozenset({"genl_split_ops"})
+
+
 class LayoutError(Exception):
     pass
 
@@ -84,10 +90,11 @@ def read_layout(image=BTF_VMLINUX, members=None):
     # (an ARM 5.10 build: after struct net): ask again for each one missing.
     for tag in sorted({t for t, m in members if (t, m) not in found}):
         found.update(_pahole(image, [tag]))
-    missing = sorted(f"{t}.{m or 'size'}" for t, m in members if (t, m) not in found)
+    absent = {t for t, m in members if (t, m) not in found}
+    missing = sorted(f"{t}.{m or 'size'}" for t, m in members if t not in OPTIONAL_STRUCTS and (t, m) not in found)
     if missing:
         raise LayoutError(f"{image} has no member {', '.join(missing)}")
-    return {key: found[key] for key in members}
+    return {(t, m): found[(t, m)] for t, m in members if t not in absent or t not in OPTIONAL_STRUCTS}
 
 
 def _pahole(image, structs):
@@ -98,7 +105,7 @@ def _pahole(image, structs):
 
 
 def layout_cflags(layout):
-    flags = []
+    flags = [f"-DNLT_HAVE_{tag}=1" for tag in sorted(OPTIONAL_STRUCTS & {t for t, _ in layout})]
     for (tag, member), (offset, size) in sorted(layout.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
         if member is None:
             flags.append(f"-DNLT_SIZEOF_{tag}={size}")

@@ -1,6 +1,9 @@
 """Struct offsets from pahole output."""
 
-from nltrace.kernel.layout import layout_cflags, members_used, parse_pahole
+import pytest
+
+from nltrace.kernel import layout as layout_module
+from nltrace.kernel.layout import LayoutError, layout_cflags, members_used, parse_pahole, read_layout
 
 # Cut from `pahole -C sk_buff,genl_ops` on Debian's 6.1.0-56-amd64 BTF.
 PAHOLE = """struct sk_buff {
@@ -56,3 +59,16 @@ def test_members_used_are_found_in_the_source():
 def test_cflags():
     assert layout_cflags({("sk_buff", "len"): (112, 4), ("genl_ops", None): (0, 48)}) == [
         "-DNLT_SIZEOF_genl_ops=48", "-DNLT_OFF_sk_buff_len=112", "-DNLT_SIZE_sk_buff_len=4"]
+
+
+def test_an_optional_struct_is_left_out_where_the_kernel_lacks_it(monkeypatch):
+    # genl_split_ops came with 6.2: a kernel without it still gets a layout, and no NLT_HAVE_ flag
+    monkeypatch.setattr(layout_module, "_pahole", lambda image, structs: parse_pahole(PAHOLE))
+    members = {("genl_ops", "doit"), ("genl_split_ops", "doit")}
+    layout = read_layout("vmlinux", members)
+    assert layout == {("genl_ops", "doit"): (0, 8)}
+    assert not [f for f in layout_cflags(layout) if f.startswith("-DNLT_HAVE_")]
+    assert "-DNLT_HAVE_genl_split_ops=1" in layout_cflags({("genl_split_ops", "doit"): (8, 8)})
+    # a struct every kernel must have is an error
+    with pytest.raises(LayoutError, match="sock.sk_protocol"):
+        read_layout("vmlinux", members | {("sock", "sk_protocol")})
