@@ -72,7 +72,7 @@ def test_doctor_says_what_the_kernel_has_and_what_flow_attaches():
     try:
         during = trampoline_links()
     finally:
-        assert flow.stop() == 0, flow.stderr
+        assert flow.stop() == 0, "\n".join(flow.stderr)
     assert set(flow.ready["fentry"]) == expected, (flow.ready, fentry_check)
     assert during - before == 2 * len(expected)
     attached = {name for name, row in rows.items() if row["attach_to"] and not row["note"] and name in FLOW_DEFAULT}

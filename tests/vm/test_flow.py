@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import CLIENT, ROOT
-from harness.shapes import N, as_shown, assert_shape, hookable_functions, matches, shape
+from harness.shapes import N, as_shown, assert_shape, hookable_functions, matches, shape, traceable
 from harness.tracer import Tracer, nltrace
 from nltrace.decode import protocol_name
 from nltrace.trees import walk
@@ -449,7 +449,10 @@ def test_broadcast_fan_out_and_links(tracer):
     the kernel's minimum): each notification of 6 `link add` and 6 `link
     del` has one delivered copy per reader, each read links back to the
     tree that queued it, and the copies the full buffer refused are dropped
-    nodes, as many as the kernel counted."""
+    nodes, as many as the kernel counted. A kernel that inlines
+    __netlink_sendskb everywhere (5.10) lets no copy that went in be seen:
+    there the trees must claim none, and show every read and every refusal."""
+    copies_shown = traceable("__netlink_sendskb", hookable_functions())
     # marked before the listeners bind: a notification the kernel sends as
     # they start (a previous test's link going away) is among the trees too
     mark = tracer.mark()
@@ -485,9 +488,12 @@ def test_broadcast_fan_out_and_links(tracer):
     source_of.update({d["read_by"]["tree"]: t["id"] for t, d in copies if "read_by" in d})
     for reader, lines in zip(readers, got):
         mine = [(t, d) for t, d in copies if d["portid"] == reader["portid"]]
+        reads = [t for t in trees if t["pid"] == reader["pid"] and t["root"]["func"] == "netlink_recvmsg"]
+        if not copies_shown:
+            assert mine == [] and len(reads) == len(lines), (len(reads), lines)
+            continue
         assert all(d["via"] == "broadcast" and not d["dropped"] for _, d in mine)
         assert all(any(d["portid"] == reader["portid"] for d in t.get("deliveries", [])) for t in changes)
-        reads = [t for t in trees if t["pid"] == reader["pid"] and t["root"]["func"] == "netlink_recvmsg"]
         # one read per copy, each linked to the tree that queued it
         assert len(reads) == len(mine) == len(lines), (len(reads), len(mine), lines)
         for read in reads:
@@ -498,7 +504,7 @@ def test_broadcast_fan_out_and_links(tracer):
     refused = [d for _, d in copies if d["portid"] == full["portid"] and d["dropped"]]
     assert drops > 0 and len(refused) == drops
     # a listener known from its reads is named in the deliveries that follow
-    assert any(d.get("pid") == readers[0]["pid"] for _, d in copies)
+    assert not copies_shown or any(d.get("pid") == readers[0]["pid"] for _, d in copies)
 
 
 def kernel_sockets(netns):
