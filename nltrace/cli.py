@@ -166,12 +166,12 @@ def flow(pid, comm, protocol, msg_type, duration, errors_only, as_json, input_pa
         # the agent first: it attaches while the decoding loads (its trees of
         # this process's own family query are dropped: sources/agent.py); a
         # stop meanwhile ends the trace once it runs
-        with run.stop_deferred():
-            source = (run.open_agent(agent_path, TraceConfig.for_flow(pid, comm, no_recv, snaplen=snaplen),
-                                     ready_file, duration, protocol=protocol, msg_type=msg_type)
-                      if agent_path else StreamSource(input_path, "flow"))
-            from nltrace.redact import redactor_for_run
-            redact = redactor_for_run(unredacted_secrets, live=bool(agent_path))
+        run.defer_stops()
+        source = (run.open_agent(agent_path, TraceConfig.for_flow(pid, comm, no_recv, snaplen=snaplen),
+                                 ready_file, duration, protocol=protocol, msg_type=msg_type)
+                  if agent_path else StreamSource(input_path, "flow"))
+        from nltrace.redact import redactor_for_run
+        redact = redactor_for_run(unredacted_secrets, live=bool(agent_path))
     else:
         source, redact = open_live(TraceConfig.for_flow(pid, comm, no_recv, all_probes, buffer_mb, kprobes,
                                                         snaplen), ready_file, live_redactor(unredacted_secrets))

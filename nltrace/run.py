@@ -22,8 +22,9 @@ class Stop(BaseException):
     """Ctrl-C or SIGTERM. A BaseException, as KeyboardInterrupt is, so that an
     `except Exception` does not catch it; and counted in Stop.signals,
     because a bare `except:` (pyroute2 has some on the decoding path) can.
-    While deferred (an item being handled) it is only counted. acted: the
-    signals a stop was made of so far (drive() acts on any since)."""
+    While deferred (an item being handled, or the trace set up and drive()
+    not yet started) it is only counted. acted: the signals a stop was made
+    of so far (drive() acts on any since)."""
     signals = 0
     acted = 0
     deferred = False
@@ -38,13 +39,21 @@ def _on_stop_signal(_signo, _frame):
 @contextmanager
 def stop_deferred():
     """A stop signal during the block is counted and acted on after it: a
-    tree is shown and exported whole, or not at all; one that comes while
-    a trace is set up (flow --agent) ends it as soon as drive() starts."""
+    tree is shown and exported whole, or not at all."""
     Stop.deferred = True
     try:
         yield
     finally:
         Stop.deferred = False
+
+
+def defer_stops():
+    """From now until drive() starts, a stop signal is only counted, and
+    drive() acts on it at once: what is set up between (the views' imports,
+    the export files, a redactor) is never cut halfway, and the source is
+    closed as usual. open_live and open_agent call it once attached."""
+    catch_stop_signals()
+    Stop.deferred = True
 
 
 def catch_stop_signals():
@@ -78,6 +87,7 @@ def open_live(config, meanwhile=lambda: None):
             source = BccSource(config, report.symbols, report.fentry, before_arming=prepared.result)
         except Stop:
             raise Interrupted("interrupted before tracing began; nothing is left attached") from None
+    defer_stops()
     return source, prepared.result()
 
 
@@ -94,9 +104,11 @@ def open_agent(agent, config, ready_file, duration, interval=None, protocol=None
         args += [option, str(value)] if value else []
     catch_stop_signals()
     try:
-        return AgentSource(agent, args, config.mode)
+        source = AgentSource(agent, args, config.mode)
     except Stop:
         raise Interrupted("interrupted before tracing began; nothing is left attached") from None
+    defer_stops()
+    return source
 
 
 def _prepare(modules, meanwhile):
@@ -122,6 +134,7 @@ def drive(items, on_item, duration, on_heartbeat=lambda: None):
     """Feed items (None: a heartbeat) to on_item until they end, the duration
     ends, or Ctrl-C or SIGTERM."""
     catch_stop_signals()
+    Stop.deferred = False
     deadline = time.monotonic() + duration if duration else None
     seen = Stop.acted
     try:
