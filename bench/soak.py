@@ -35,9 +35,14 @@ class SendCounter:
             self.sends += 1
 
 
-def rss_kb(pid):
+def memory_kb(pid, tool):
+    """The tool's resident memory, whole and by kind: anonymous (its heap),
+    file-backed (libraries, and mappings such as the BPF ring buffer's) and
+    shared memory (/proc/PID/status)."""
     with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"^VmRSS:\s+(\d+) kB", f.read(), re.M).group(1))
+        status = f.read()
+    return {f"{tool}{suffix}_kb": int(re.search(rf"^{field}:\s+(\d+) kB", status, re.M).group(1))
+            for field, suffix in (("VmRSS", ""), ("RssAnon", "_anon"), ("RssFile", "_file"), ("RssShmem", "_shmem"))}
 
 
 def soak(nlload, duration_s, warmup_s):
@@ -51,8 +56,8 @@ def soak(nlload, duration_s, warmup_s):
             run = subprocess.run([nlload, "get", "--duration", str(min(SAMPLE_S, duration_s - elapsed))],
                                  capture_output=True, text=True, check=True)
             sent += json.loads(run.stdout)["requests"]
-            samples.append({"s": round(time.monotonic() - started, 1), "flow_kb": rss_kb(flow.proc.pid),
-                            "latency_kb": rss_kb(latency.proc.pid)})
+            samples.append({"s": round(time.monotonic() - started, 1), **memory_kb(flow.proc.pid, "flow"),
+                            **memory_kb(latency.proc.pid, "latency")})
     finally:
         flow_status, latency_status = flow.stop(), latency.stop()
     if flow_status or latency_status:
