@@ -104,6 +104,7 @@ class BccSource:
             self.bpf["events"].open_ring_buffer(self._on_record)
             self._ring = RingPositions(self.bpf["events"].map_fd)
             self._pacer = Pacer(ring_bytes)
+            self._counters = self.bpf["counters"]
         try:
             self.attached = self._attach(wanted)
             before_arming()
@@ -163,11 +164,13 @@ class BccSource:
         """Yield raw records forever, paced (pacing.py); the caller stops
         iterating to end. The kernel wakes no one (BPF_RB_NO_WAKEUP): the
         reader looks once per tick."""
-        behind = False
+        behind, lost = False, self._lost()
         while True:
             now = time.monotonic()
             tick_end = now + self._pacer.tick_s
-            budget_end = now + self._pacer.budget(self._ring.used(), behind)
+            total = self._lost()
+            dropped, lost = total > lost, total
+            budget_end = now + self._pacer.budget(self._ring.used(), behind, dropped)
             behind = False
             while self._next_batch():
                 if time.monotonic() >= budget_end:
@@ -185,6 +188,9 @@ class BccSource:
             name = None if raw == b"[unknown]" else raw.decode()
             self._symbols[addr] = name
         return name
+
+    def _lost(self):
+        return sum(self._counters[ctypes.c_int(records.C.NLT_CNT_LOST)])
 
     def counters(self):
         table = self.bpf["counters"]

@@ -7,10 +7,15 @@ traces (on the 2-vCPU bench VM, a busy loop on the other vCPU alone cuts
 nlload's rate by 40%). The kernel ring buffer is big enough to hold a burst,
 so while one lasts the reader decodes only a small share of each tick and
 catches up when the burst is over. It returns to full speed before the ring
-is half full, so that standing back never costs a record.
+is half full, so that standing back never costs a record. Past that, a load
+beyond the reader fills the ring all the same, and the kernel drops (and
+counts) what does not fit: while it drops, reading at full speed would save
+only the few trees a second the reader decodes, for a CPU taken from the
+load, so the reader stands back again until the kernel stops dropping.
 
-The reader calls Pacer.budget() once per tick with how full the ring is;
-the answer is how long it may decode in that tick.
+The reader calls Pacer.budget() once per tick with how full the ring is and
+whether the kernel dropped records since the last tick; the answer is how
+long it may decode in that tick.
 """
 
 TICK_S = 0.1
@@ -27,12 +32,15 @@ class Pacer:
         self.in_burst = False
         self._last_used = 0
 
-    def budget(self, used, fell_behind):
+    def budget(self, used, fell_behind, dropping=False):
         """used: bytes waiting in the ring now. fell_behind: the last tick
-        ended with records still waiting. Returns seconds of decoding."""
+        ended with records still waiting. dropping: the kernel dropped
+        records since the last tick. Returns seconds of decoding."""
         grew = used > self._last_used
         self._last_used = used
-        if used >= self.high_water * self.capacity:
+        if dropping:
+            self.in_burst = True
+        elif used >= self.high_water * self.capacity:
             self.in_burst = False
         elif self.in_burst:
             # the burst is over once the ring stops filling faster than the share drains it

@@ -36,6 +36,14 @@ def test_behind_but_not_growing_is_no_burst():
     assert p.budget(250, fell_behind=True) == TICK
 
 
+def test_while_the_kernel_drops_the_reader_stands_back_and_drains_once_it_stops():
+    p = pacer()
+    p.budget(100, fell_behind=False)
+    assert p.budget(CAPACITY, fell_behind=True, dropping=True) == pytest.approx(TICK * SHARE)   # past high water
+    assert p.budget(CAPACITY, fell_behind=True, dropping=True) == pytest.approx(TICK * SHARE)
+    assert p.budget(CAPACITY, fell_behind=True) == TICK     # the kernel stopped dropping: drain the ring
+
+
 def test_at_high_water_the_reader_goes_full_speed_even_mid_burst():
     p = pacer()
     p.budget(100, fell_behind=False)
@@ -47,25 +55,28 @@ def test_at_high_water_the_reader_goes_full_speed_even_mid_burst():
 
 def simulate(produce, read_rate):
     """produce: bytes written in each tick; read_rate: bytes the reader takes
-    per second of budget. Returns the ring's fill at each tick's start and
-    the bytes that did not fit."""
+    per second of budget. Returns the ring's fill at each tick's start, the
+    bytes that did not fit, and the reader's budget in each tick."""
     p = pacer()
-    used, lost, behind, fills = 0, 0, False, []
+    used, lost, behind, dropping, fills, budgets = 0, 0, False, False, [], []
     for written in produce:
         fills.append(used)
-        can_read = read_rate * p.budget(used, behind)
+        budget = p.budget(used, behind, dropping)
+        budgets.append(budget)
+        can_read = read_rate * budget
         behind = used > can_read
         used = max(0, used - can_read)
         used += written
-        if used > CAPACITY:
+        dropping = used > CAPACITY
+        if dropping:
             lost += used - CAPACITY
             used = CAPACITY
-    return fills, lost
+    return fills, lost, budgets
 
 
 def test_a_burst_the_ring_can_hold_is_read_later_and_none_of_it_is_lost():
     # 8 ticks at 60 bytes/tick, more than the reader's 50 per full tick
-    fills, lost = simulate([60] * 8 + [0] * 40, read_rate=500)
+    fills, lost, _ = simulate([60] * 8 + [0] * 40, read_rate=500)
     assert lost == 0
     assert max(fills) < CAPACITY
     assert fills[-1] == 0          # caught up once the burst ended
@@ -73,12 +84,15 @@ def test_a_burst_the_ring_can_hold_is_read_later_and_none_of_it_is_lost():
 
 def test_a_burst_past_high_water_brings_the_reader_back_to_full_speed():
     # a long burst: standing back alone would overflow the ring
-    fills, lost = simulate([45] * 60 + [0] * 60, read_rate=500)
+    fills, lost, _ = simulate([45] * 60 + [0] * 60, read_rate=500)
     assert lost == 0
     assert max(fills) <= CAPACITY * 0.5 + 45
     assert fills[-1] == 0
 
 
-def test_a_load_beyond_the_reader_loses_what_the_ring_cannot_hold():
-    _, lost = simulate([80] * 100, read_rate=500)
+def test_a_load_beyond_the_reader_loses_what_the_ring_cannot_hold_and_leaves_it_the_cpu():
+    fills, lost, budgets = simulate([80] * 100 + [0] * 100, read_rate=500)
     assert lost > 0
+    # while the load lasts, the reader takes a share of the ticks, not all of them
+    assert sum(budgets[:100]) < 0.5 * 100 * TICK
+    assert fills[-1] == 0          # and drains the ring once the load ends
