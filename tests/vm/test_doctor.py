@@ -6,6 +6,8 @@ import json
 import re
 import subprocess
 
+import pytest
+
 from harness.shapes import hookable_functions, traceable
 from harness.tracer import Tracer, nltrace
 from nltrace.catalogue import FLOW_DEFAULT
@@ -34,6 +36,7 @@ def kfunc_attaches(function):
     return probe.returncode == 0
 
 
+@pytest.mark.kernels
 def test_doctor_says_what_the_kernel_has_and_what_flow_attaches():
     report = doctor_report()
     rows = {row["function"]: row for row in report["probes"]}

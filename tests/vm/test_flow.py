@@ -168,6 +168,7 @@ def run_ip(tracer, tmp_path, *args):
     return [t for t in mine if t["message"]]
 
 
+@pytest.mark.kernels
 def test_ip_link_show_lo(tracer, tmp_path):
     trees = run_ip(tracer, tmp_path, "link", "show", "lo")
     getlink = [t for t in trees if t["message"] and t["message"]["type_name"] == "RTM_GETLINK"
@@ -224,6 +225,7 @@ def test_ip_detail_link_dump_continues_in_recvmsg(tracer, tmp_path, dummy_links)
 
 # --- the test client, held against what it sent -------------------------
 
+@pytest.mark.kernels
 def test_genl_getfamily_nlctrl(tracer):
     proc, trees = tracer.run(client("--count", "3", "--seq", "500", "getfamily", "--name", "nlctrl"))
     assert proc.returncode == 0, proc.stderr
@@ -251,6 +253,7 @@ def test_getlink_unknown_ifindex_is_enodev(tracer):
         assert '"ack_error":-19' in json.dumps(ack, separators=(",", ":"))
 
 
+@pytest.mark.kernels
 def test_enodev_with_extack(tracer):
     proc, trees = tracer.run(client("setlink-bridge", "--index", "987654"))
     sent = sent_by(proc)
@@ -444,6 +447,7 @@ def netlink_drops(portid):
     return drops
 
 
+@pytest.mark.kernels
 def test_broadcast_fan_out_and_links(tracer):
     """Two listeners on RTMGRP_LINK and one that never reads (its buffer at
     the kernel's minimum): each notification of 6 `link add` and 6 `link

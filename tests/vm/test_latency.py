@@ -9,6 +9,8 @@ import time
 import urllib.request
 from collections import Counter
 
+import pytest
+
 from conftest import CLIENT
 from harness.tracer import Tracer, nltrace
 
@@ -50,6 +52,7 @@ def scrape_inf_counts(url, want, wait_s=60):
         time.sleep(1)
 
 
+@pytest.mark.kernels
 def test_exact_counts_per_message_for_one_pid_shown_and_served():
     """The JSON reports (one per -i interval) and the Prometheus endpoint
     both count exactly what one pid sent."""
