@@ -1,6 +1,6 @@
 """nltrace doctor on a real kernel, held against the kernel's own accounts
-(tracefs, bpftool, bpftrace) and against what flow then attaches. The kernel
-matrix runs this file on each kernel (Makefile: test-matrix)."""
+(tracefs, bpftool, bpftrace) and against what the session's flow attached.
+The kernel matrix runs it on each kernel (Makefile: test-matrix)."""
 
 import json
 import re
@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from harness.shapes import hookable_functions, traceable
-from harness.tracer import Tracer, nltrace
+from harness.tracer import nltrace
 from nltrace.catalogue import FLOW_DEFAULT
 
 def doctor_report():
@@ -37,7 +37,7 @@ def kfunc_attaches(function):
 
 
 @pytest.mark.kernels
-def test_doctor_says_what_the_kernel_has_and_what_flow_attaches():
+def test_doctor_says_what_the_kernel_has_and_what_flow_attaches(tracer):
     report = doctor_report()
     rows = {row["function"]: row for row in report["probes"]}
     fentry_check = next(c for c in report["checks"] if c["name"] == "fentry/fexit")
@@ -67,16 +67,11 @@ def test_doctor_says_what_the_kernel_has_and_what_flow_attaches():
         # and one doctor gives a trampoline, the kernel gives one too
         assert kfunc_attaches(sorted(says_fentry)[0])
 
-    # What flow attaches by default: doctor's fentry+fexit rows, and as many
-    # BPF trampoline links in the kernel (an fentry and an fexit each).
+    # What the session's `flow --json` attached (the one nltrace running):
+    # doctor's fentry+fexit rows, and as many BPF trampoline links in the
+    # kernel (an fentry and an fexit each).
     expected = {name for name in says_fentry & FLOW_DEFAULT if rows[name]["attach_to"] and not rows[name]["note"]}
-    before = trampoline_links()     # another test's tracer may be attached
-    flow = Tracer(nltrace("flow", "--json"))
-    try:
-        during = trampoline_links()
-    finally:
-        assert flow.stop() == 0, "\n".join(flow.stderr)
-    assert set(flow.ready["fentry"]) == expected, (flow.ready, fentry_check)
-    assert during - before == 2 * len(expected)
+    assert set(tracer.ready["fentry"]) == expected, (tracer.ready, fentry_check)
+    assert trampoline_links() == 2 * len(expected)
     attached = {name for name, row in rows.items() if row["attach_to"] and not row["note"] and name in FLOW_DEFAULT}
-    assert set(flow.ready["attached"]) == attached - set(flow.ready["missing"]), flow.ready
+    assert set(tracer.ready["attached"]) == attached - set(tracer.ready["missing"]), tracer.ready
