@@ -94,7 +94,8 @@ def read_layout(image=BTF_VMLINUX, members=None):
     missing = sorted(f"{t}.{m or 'size'}" for t, m in members if t not in OPTIONAL_STRUCTS and (t, m) not in found)
     if missing:
         raise LayoutError(f"{image} has no member {', '.join(missing)}")
-    return {(t, m): found[(t, m)] for t, m in members if t not in absent or t not in OPTIONAL_STRUCTS}
+    # what is absent now is an optional struct: left out whole, so that NLT_HAVE_<tag> means all of it
+    return {(t, m): found[(t, m)] for t, m in members if t not in absent}
 
 
 def _pahole(image, structs):

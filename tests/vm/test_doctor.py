@@ -12,6 +12,7 @@ from harness.shapes import hookable_functions, traceable
 from harness.tracer import nltrace
 from nltrace.catalogue import FLOW_DEFAULT
 
+
 def doctor_report():
     doctor = subprocess.run(nltrace("doctor", "--json"), capture_output=True, text=True)
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
