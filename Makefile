@@ -65,9 +65,12 @@ $(NLLOAD): bench/nlload.c
 	mkdir -p $(dir $@)
 	gcc -O2 -Wall -static -o $@ $<
 
-# tests/vm includes the bench's minimal mode (tests/vm/test_bench.py)
+# tests/vm includes the bench's minimal mode (tests/vm/test_bench.py). A stalled
+# guest cannot fire pytest's timeouts: tools/vm stops the VM after this long.
+VM_SUITE_LIMIT := NLTRACE_VM_TIMEOUT=2700
+VM_MATRIX_LIMIT := NLTRACE_VM_TIMEOUT=900
 test-vm: install $(NLLOAD)
-	tools/vm $(PY) -m pytest -p no:cacheprovider -v --instafail --durations=0 -m "not long" tests/vm
+	$(VM_SUITE_LIMIT) tools/vm $(PY) -m pytest -p no:cacheprovider -v --instafail --durations=0 -m "not long" tests/vm
 
 # The kernel matrix, like pwru's: Debian's kernels before and after the 6.1 that
 # test-vm boots (tools/x86-kernel unpacks them into the kernel cache), one boot
@@ -80,13 +83,13 @@ test-vm: install $(NLLOAD)
 MATRIX_KERNELS := 5.10 6.12
 MATRIX_TESTS := -m "kernels and not long" tests/vm/test_doctor.py tests/vm/test_flow.py tests/vm/test_latency.py
 test-matrix: install $(NLLOAD)
-	for v in $(MATRIX_KERNELS); do NLTRACE_VM_KERNEL=$$v tools/vm $(PY) -m pytest -p no:cacheprovider -v \
+	for v in $(MATRIX_KERNELS); do NLTRACE_VM_KERNEL=$$v $(VM_MATRIX_LIMIT) tools/vm $(PY) -m pytest -p no:cacheprovider -v \
 		--instafail --durations=0 $(MATRIX_TESTS) || exit 1; done
 
 # The real-kernel tests marked long (four tracers at once, the secrets, the soak's
 # short form): each passes in the VM, but with them CI would pass its time budget.
 test-long: install $(NLLOAD)
-	tools/vm $(PY) -m pytest -p no:cacheprovider -v --instafail --durations=0 -m long tests/vm
+	$(VM_SUITE_LIMIT) tools/vm $(PY) -m pytest -p no:cacheprovider -v --instafail --durations=0 --timeout 1800 -m long tests/vm
 
 # The armel rpi kernel, its DWARF vmlinux and the libbpf sysroot, cached in
 # .cache/arm; tests/arm compares with the x86 trees test-vm leaves behind.

@@ -1,6 +1,7 @@
 """nltrace latency on a real kernel: exact counts for a known workload, shown
 and served to Prometheus, and the RTNL wait under contention made on purpose."""
 
+import contextlib
 import json
 import re
 import subprocess
@@ -82,37 +83,39 @@ def test_exact_counts_per_message_for_one_pid_shown_and_served():
     assert all(b.returncode == 0 for b in busy)
 
 
-def rtnl_hogs(tmp_path, n=1, links=50):
-    """Loops that keep RTNL busy: `ip -batch` adding and deleting dummy links.
-    One is enough for some RTM_GETLINK to wait longer than the baseline's
-    slowest; with two, a CI run spent over an hour in this test."""
-    hogs = []
-    for h in range(n):
-        batch = tmp_path / f"hog{h}.batch"
-        names = [f"nlhog{h}x{i}" for i in range(links)]
-        batch.write_text("".join(f"link add {x} type dummy\n" for x in names) +
-                         "".join(f"link del {x}\n" for x in names))
-        hogs.append(subprocess.Popen(["bash", "-c", f"while :; do ip -force -batch {batch} >/dev/null 2>&1; done"]))
-    return hogs
+@contextlib.contextmanager
+def rtnl_hog(tmp_path, links=50):
+    """A loop that keeps RTNL busy: `ip -batch` adding and deleting dummy
+    links, in a network namespace of its own. RTNL is global, but a device's
+    uevents stay in its namespace: in the initial one, udev started a
+    systemd-sysctl per new link, which piled up on the guest's 9p root until
+    the guest stalled (a CI run ran out of time)."""
+    batch = tmp_path / "hog.batch"
+    names = [f"nlhog{i}" for i in range(links)]
+    batch.write_text("".join(f"link add {x} type dummy\n" for x in names) +
+                     "".join(f"link del {x}\n" for x in names))
+    subprocess.run(["ip", "netns", "add", "nlhog"], check=True)
+    hog = subprocess.Popen(["bash", "-c", f"while :; do ip -n nlhog -force -batch {batch} >/dev/null 2>&1; done"])
+    try:
+        yield
+    finally:
+        hog.kill()
+        hog.wait()
+        subprocess.run(["ip", "netns", "del", "nlhog"], check=True)
 
 
 def test_rtnl_wait_rises_under_contention(tmp_path):
     """Baseline: RTM_GETSTATS alone. Then RTM_GETLINK while a loop adds and
-    deletes dummy links, holding RTNL. Both take RTNL in their doit; the
-    contended ones must wait longer than the baseline's slowest."""
+    deletes dummy links, holding RTNL. Both take RTNL in their doit; the contended
+    ones must wait longer than the baseline's slowest."""
     count = 20
     latency = Tracer(nltrace("latency", "--json", "-c", "nlrtnl", "--by", "rtnl"))
     base = subprocess.run(client("--comm", "nlrtnl", "--count", str(count), "getstats", "--index", "1"),
                           capture_output=True, text=True)
     assert base.returncode == 0, base.stderr
-    hogs = rtnl_hogs(tmp_path)
-    try:
+    with rtnl_hog(tmp_path):
         contended = subprocess.run(client("--comm", "nlrtnl", "--count", str(count), "getlink", "--index", "1"),
                                    capture_output=True, text=True)
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
     assert contended.returncode == 0, contended.stderr
     report = run_latency_report(latency)
     waits = {h["key"]: h for h in report["histograms"]}
