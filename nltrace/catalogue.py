@@ -110,6 +110,10 @@ TREE_FUNCTIONS = tuple(
 
 GENL_DISPATCH = ("genl_family_rcv_msg_doit", "genl_family_rcv_msg_dumpit")
 
+# Functions whose node a stand-in probe records where the kernel inlines them
+# (marked inlined, without a duration): function -> the probe.
+INLINED_NODES = {"__netlink_sendskb": "skb_queue_tail"}
+
 CAPTURE_PROBES = (
     Probe("skb_free_datagram", "kprobe", ("capture_skb_free_datagram",),
           "not a node: captures the message a netlink_recvmsg read, and its skb (the link to where it "
@@ -123,6 +127,10 @@ CAPTURE_PROBES = (
     Probe("genl_get_cmd", "kprobe", ("capture_genl_get_cmd", "capture_ret_genl_get_cmd"),
           "not a node: the same where the op lookup calls no genl_op_from_* (the AST2500's 5.10 and 6.12): "
           "the family at its entry, the handler at its return", True, stands_in_for=GENL_DISPATCH),
+    Probe("skb_queue_tail", "kprobe", ("capture_skb_queue_tail",),
+          "not a node of its own: where __netlink_sendskb is inlined (5.10), each skb it queues on a netlink "
+          "socket, shown as that inlined node (no duration); it fires for every queued skb, and returns at "
+          "once outside a tree", True, stands_in_for=tuple(INLINED_NODES)),
     Probe("netlink_extack", "raw_tracepoint", ("capture_netlink_extack",),
           "not a node: the extack message a handler set", True),
 )

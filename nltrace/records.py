@@ -142,6 +142,6 @@ def socket_facts(rec):
 
 
 def node_tuples(rec):
-    """(start_ns, end_ns, ret, skb, func, depth, pad, aux) of each node of a parsed record."""
+    """(start_ns, end_ns, ret, arg, func, depth, flags, aux) of each node of a parsed record."""
     n = min(rec.nr_nodes, MAX_NODES)
     return NODE.iter_unpack(ffi.buffer(rec.nodes, n * NODE_SIZE))

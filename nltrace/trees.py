@@ -80,11 +80,13 @@ def assemble(rec, symbolize):
         raise ValueError(f"record's pid {rec.pid} or tid {rec.tid} is beyond a pid_t")
     nodes = []
     family = _cstr(rec.genl_family) or None
-    for start_ns, end_ns, ret, arg, func_id, depth, _, aux in records.node_tuples(rec):
+    for start_ns, end_ns, ret, arg, func_id, depth, flags, aux in records.node_tuples(rec):
         func, void = FUNCS.get(func_id) or (f"func#{func_id}", False)
         duration = end_ns - start_ns if end_ns else None
         node = {"func": func, "offset_ns": start_ns - rec.ts_ns, "duration_ns": duration,
                 "ret": None if void or not end_ns else ret, "children": []}
+        if flags & C.NLT_NODE_INLINED:
+            node["inlined"] = True
         if node["ret"] is not None and -4095 <= ret < 0:
             node["errno"] = errno_name(ret)
         if func_id == NETLINK_ACK:

@@ -65,6 +65,8 @@ def message_text(tree):
 
 def _node_label(node):
     label = Text(node["func"], style="bold")
+    if node.get("inlined"):
+        return label.append("  (inlined: no duration)", style="dim")
     label.append(f"  {human_ns(node['duration_ns'])}", style="cyan")
     ret = node["ret"]
     if node["duration_ns"] is None:

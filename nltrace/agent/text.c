@@ -147,7 +147,7 @@ void nlt_print_tree(struct nlt_agent *a, const struct nlt_record *rec)
 
 		fprintf(out, "%*s%s", 2 * (n->depth + 1), "", name ? name : "?");
 		if (!n->end_ns) {
-			fputs(" (return not seen)\n", out);
+			fputs(n->flags & NLT_NODE_INLINED ? " (inlined: no duration)\n" : " (return not seen)\n", out);
 			continue;
 		}
 		fprintf(out, " %llu.%03llu us", (unsigned long long)((n->end_ns - n->start_ns) / 1000),

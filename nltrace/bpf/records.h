@@ -58,6 +58,10 @@ enum nlt_func {
 #define NLT_REC_INCOMPLETE 2     /* a return was never seen (kretprobe missed) */
 #define NLT_REC_SOCKET 4         /* a socket's tree: msg holds a struct nlt_socket, not a message */
 
+/* nlt_node.flags */
+#define NLT_NODE_INLINED 1       /* the kernel inlines this function: seen at a call inside it
+				  * (its stand-in probe), so it has no duration and no return */
+
 /* Indexes of the config array that user space fills before attaching. */
 enum nlt_config {
 	NLT_CFG_PID = 0,             /* trace only this tgid (0: all) */
@@ -95,7 +99,7 @@ struct nlt_node {
 				      * the message it serves, bytes 4-11 (type, flags, seq) */
 	__u8 func;
 	__u8 depth;
-	__u16 pad;
+	__u16 flags;                 /* NLT_NODE_* */
 	__u32 aux;                   /* netlink_ack: the errno it reports; genl_rcv_msg: the
 				      * command; netlink_insert: the
 				      * portid given; genl_bind, netlink_broadcast(_filtered): the group;

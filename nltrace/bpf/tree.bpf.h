@@ -37,6 +37,7 @@
 #define NLT_RTNL_KIND_GET 2
 
 #define NLT_NO_NODE 0xff
+#define NLT_AF_NETLINK 16
 
 struct nlt_thread {
 	__u32 depth;                  /* open frames; 0 when no tree is in progress */
@@ -151,6 +152,28 @@ static __always_inline struct nlt_thread *current_tree(void)
 	return t;
 }
 
+/* A node for func at depth, appended to t's record: its index, or
+ * NLT_NO_NODE when the record is full (it is then marked truncated). */
+static __always_inline __u32 append_node(struct nlt_thread *t, __u32 func, __u32 depth)
+{
+	__u32 idx = t->rec.nr_nodes;
+
+	if (idx >= NLT_MAX_NODES) {
+		t->rec.flags |= NLT_REC_TRUNCATED;
+		return NLT_NO_NODE;
+	}
+	t->rec.nr_nodes = idx + 1;
+	t->rec.nodes[idx].start_ns = bpf_ktime_get_ns();
+	t->rec.nodes[idx].end_ns = 0;
+	t->rec.nodes[idx].ret = 0;
+	t->rec.nodes[idx].arg = 0;
+	t->rec.nodes[idx].func = func;
+	t->rec.nodes[idx].depth = depth;
+	t->rec.nodes[idx].flags = 0;
+	t->rec.nodes[idx].aux = 0;
+	return idx;
+}
+
 /* Entry of a catalogue function. may_root: the function can start a tree.
  * Returns the thread's state when the call was recorded in a tree. */
 static __always_inline struct nlt_thread *enter(__u32 func, int may_root)
@@ -189,22 +212,9 @@ static __always_inline struct nlt_thread *enter(__u32 func, int may_root)
 	t->depth = depth + 1;
 	if (t->skip || depth >= NLT_MAX_DEPTH)
 		return 0;
-	idx = t->rec.nr_nodes;
-	if (idx >= NLT_MAX_NODES) {
-		t->rec.flags |= NLT_REC_TRUNCATED;
-		t->stack[depth] = NLT_NO_NODE;
-		return 0;
-	}
-	t->rec.nr_nodes = idx + 1;
+	idx = append_node(t, func, depth);
 	t->stack[depth] = idx;
-	t->rec.nodes[idx].start_ns = bpf_ktime_get_ns();
-	t->rec.nodes[idx].end_ns = 0;
-	t->rec.nodes[idx].ret = 0;
-	t->rec.nodes[idx].arg = 0;
-	t->rec.nodes[idx].func = func;
-	t->rec.nodes[idx].depth = depth;
-	t->rec.nodes[idx].aux = 0;
-	return t;
+	return idx < NLT_MAX_NODES ? t : 0;
 }
 
 /* Return of a catalogue function, with its return value. may_root: it can be
@@ -567,21 +577,53 @@ NLT_FUNCTION(netlink_sendskb, 0, enter(NLT_FN_netlink_sendskb, 0))
  * net/netlink, so a build from kernel headers cannot read it).
  * int __netlink_sendskb(struct sock *sk, struct sk_buff *skb)
  * void netlink_overrun(struct sock *sk) */
-static __always_inline void to_reader(__u32 func, void *sk, void *skb)
+static __always_inline __u32 reader_portid(void *sk)
 {
-	struct nlt_thread *t = enter(func, 0);
 	__u32 portid = 0;
 
-	if (!t)
-		return;
 #ifndef NLT_LAYOUT_FROM_HEADERS
 	NLT_READ(portid, sk, netlink_sock, portid);
 #endif
-	note(t, (__u64)skb, portid);
+	return portid;
+}
+
+static __always_inline void to_reader(__u32 func, void *sk, void *skb)
+{
+	struct nlt_thread *t = enter(func, 0);
+
+	if (t)
+		note(t, (__u64)skb, reader_portid(sk));
 }
 
 NLT_FUNCTION(__netlink_sendskb, 0, to_reader(NLT_FN___netlink_sendskb, NLT_ARG(1), NLT_ARG(2)))
 NLT_FUNCTION(netlink_overrun, 0, to_reader(NLT_FN_netlink_overrun, NLT_ARG(1), 0))
+
+/* void skb_queue_tail(struct sk_buff_head *list, struct sk_buff *newsk)
+ * Where the kernel inlines __netlink_sendskb (5.10), each skb it queues is
+ * seen here: inside a tree, queued on the receive queue of the netlink
+ * socket that owns it (netlink_skb_set_owner_r() made it so just before).
+ * Other queues (the audit queue, other sockets) fail that test. Recorded as
+ * an inlined __netlink_sendskb node: no duration, no return. */
+NLT_KPROBE(capture_skb_queue_tail)
+{
+	struct nlt_thread *t = current_tree();
+	void *skb = NLT_ARG(2);
+	char *sk = (char *)NLT_ARG(1) - (unsigned long)NLT_ADDR(0, sock, sk_receive_queue);
+	__u16 family = 0;
+	__u32 idx;
+
+	if (!t || t->depth >= NLT_MAX_DEPTH)
+		return 0;
+	NLT_READ(family, sk, sock_common, skc_family);
+	if (family != NLT_AF_NETLINK || read_kptr((__u64)NLT_ADDR(skb, sk_buff, sk)) != (__u64)(unsigned long)sk)
+		return 0;
+	idx = append_node(t, NLT_FN___netlink_sendskb, t->depth);
+	if (idx < NLT_MAX_NODES) {
+		t->rec.nodes[idx].flags = NLT_NODE_INLINED;
+		note(t, (__u64)skb, reader_portid(sk));
+	}
+	return 0;
+}
 
 /* A socket's life. Each of these trees holds no message but its socket's
  * facts (struct nlt_socket in msg[]), written by the root only: netlink_release

@@ -104,7 +104,7 @@ def _node_annotations(node):
     """A node's return and extras (errno, portid, skb, message head...)."""
     out = [annotation(k, v) for k, v in node.items()
            if k not in ("func", "children", "offset_ns", "duration_ns") and v is not None]
-    if node["duration_ns"] is None:
+    if node["duration_ns"] is None and not node.get("inlined"):
         out.append(annotation("return_not_seen", True))
     return out
 

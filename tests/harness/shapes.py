@@ -12,7 +12,7 @@ lacks is left out of both).
 import functools
 import json
 
-from nltrace.catalogue import FLOW_DETAIL
+from nltrace.catalogue import FLOW_DETAIL, INLINED_NODES
 
 AVAILABLE_FILTER_FUNCTIONS = "/sys/kernel/tracing/available_filter_functions"
 WORKLOAD_COMMS = {"busybox", "nlload"}
@@ -65,12 +65,13 @@ def as_shown(expected, hookable=None):
     """The documented nodes as flow shows them by default: the steps it
     leaves out unless --all-probes (FLOW_DETAIL) replaced by their children,
     and so are the functions this kernel cannot trace (hookable: what it can,
-    hookable_functions())."""
+    hookable_functions()), but for those a stand-in probe records (INLINED_NODES)."""
     out = []
     for func, kids in expected:
         kids = as_shown(kids, hookable)
         name = func.rstrip("?")
-        if name in FLOW_DETAIL or (hookable is not None and not traceable(name, hookable)):
+        seen = hookable is None or traceable(name, hookable) or traceable(INLINED_NODES.get(name, "-"), hookable)
+        if name in FLOW_DETAIL or not seen:
             out += kids
         else:
             out.append((func, kids))

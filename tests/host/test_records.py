@@ -47,7 +47,8 @@ def test_genl_op_captures_attach_only_where_the_genl_dispatch_is_inlined():
         assert needed(probe, dict(both, genl_family_rcv_msg_doit=None))            # ARM 6.1: inlined
         assert needed(probe, {})
     assert all(needed(p, both) for p in CATALOGUE if not p.stands_in_for)
-    assert {p.name for p in CATALOGUE if p.stands_in_for} == {p.name for p in stand_ins} | {"netlink_broadcast"}
+    assert {p.name for p in CATALOGUE if p.stands_in_for} == {p.name for p in stand_ins} | {"netlink_broadcast",
+                                                                                            "skb_queue_tail"}
 
 
 def test_netlink_broadcast_attaches_only_where_the_kernel_has_no_filtered_variant():
@@ -56,6 +57,20 @@ def test_netlink_broadcast_attaches_only_where_the_kernel_has_no_filtered_varian
     (broadcast,) = [p for p in CATALOGUE if p.name == "netlink_broadcast"]
     assert not needed(broadcast, {"netlink_broadcast_filtered": "netlink_broadcast_filtered"})
     assert needed(broadcast, {"netlink_broadcast_filtered": None})
+
+
+def test_skb_queue_tail_attaches_only_where___netlink_sendskb_is_inlined():
+    """5.10 inlines __netlink_sendskb everywhere; 6.1 and 6.12 do not."""
+    (queue,) = [p for p in CATALOGUE if p.name == "skb_queue_tail"]
+    assert not needed(queue, {"__netlink_sendskb": "__netlink_sendskb"})
+    assert needed(queue, {"__netlink_sendskb": None})
+    # doctor says where the inlined function's node comes from
+    from types import SimpleNamespace
+    from nltrace.doctor import catalogue_rows
+    for symbols, note in (({"skb_queue_tail": "skb_queue_tail"}, "inlined: its node is seen at skb_queue_tail"),
+                          ({}, "")):
+        rows = {r.function: r for r in catalogue_rows(SimpleNamespace(symbols=symbols, fentry=set()))}
+        assert rows["__netlink_sendskb"].attach_to is None and rows["__netlink_sendskb"].note == note
 
 
 def test_layout_has_no_implicit_padding():

@@ -282,3 +282,23 @@ def test_a_send_whose_nlmsg_len_runs_past_it_is_malformed_not_truncated():
     tree = assembled(record(("netlink_sendmsg", 0), msg=getlink(400, 256), msg_total_len=400))
     assert tree["message"]["truncated"] is True and "malformed" not in tree["message"]
     assert "malformed" not in tree["messages"][0]
+
+
+def test_an_inlined_node_has_no_duration_and_is_still_a_delivery():
+    """A copy as 5.10's stand-in (skb_queue_tail) records it: an inlined
+    __netlink_sendskb node, no end, its skb and portid. It is a delivery
+    like any other, shown as inlined rather than as a return not seen."""
+    from nltrace.views import render_tree
+    from rich.console import Console
+    data = bytearray(record(("netlink_broadcast_filtered", 0), ("__netlink_sendskb", 1)))
+    rec = records.ffi.cast("struct nlt_record *", records.ffi.from_buffer(data))
+    rec.nodes[1].end_ns, rec.nodes[1].flags = 0, records.C.NLT_NODE_INLINED
+    rec.nodes[1].arg, rec.nodes[1].aux = 0xffff888001234500, 4242
+    tree = assembled(bytes(data))
+    (copy,) = tree["root"]["children"]
+    assert copy["inlined"] is True and copy["duration_ns"] is None and copy["ret"] is None
+    assert tree["deliveries"] == [{"portid": 4242, "via": "broadcast", "dropped": False}]
+    console = Console(width=200, record=True)
+    console.print(render_tree(tree, tree["ts_ns"]))
+    text = console.export_text()
+    assert "__netlink_sendskb  (inlined: no duration)" in text and "return not seen" not in text

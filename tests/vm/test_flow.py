@@ -21,6 +21,7 @@ import pytest
 from conftest import CLIENT, ROOT
 from harness.shapes import N, as_shown, assert_shape, hookable_functions, matches, shape, traceable
 from harness.tracer import Tracer, nltrace
+from nltrace.catalogue import INLINED_NODES
 from nltrace.decode import protocol_name
 from nltrace.trees import walk
 
@@ -453,10 +454,13 @@ def test_broadcast_fan_out_and_links(tracer):
     the kernel's minimum): each notification of 6 `link add` and 6 `link
     del` has one delivered copy per reader, each read links back to the
     tree that queued it, and the copies the full buffer refused are dropped
-    nodes, as many as the kernel counted. A kernel that inlines
-    __netlink_sendskb everywhere (5.10) lets no copy that went in be seen:
-    there the trees must claim none, and show every read and every refusal."""
-    copies_shown = traceable("__netlink_sendskb", hookable_functions())
+    nodes, as many as the kernel counted. Where the kernel inlines
+    __netlink_sendskb everywhere (5.10), its stand-in shows each copy as an
+    inlined node; where neither can be traced, the trees must claim no copy,
+    and show every read and every refusal."""
+    hookable = hookable_functions()
+    sendskb_traced = traceable("__netlink_sendskb", hookable)
+    copies_shown = sendskb_traced or traceable(INLINED_NODES["__netlink_sendskb"], hookable)
     # marked before the listeners bind: a notification the kernel sends as
     # they start (a previous test's link going away) is among the trees too
     mark = tracer.mark()
@@ -486,6 +490,8 @@ def test_broadcast_fan_out_and_links(tracer):
     assert len(changes) == 2 * len(names)
     copies = [(t, d) for t in trees for d in t.get("deliveries", []) if d["portid"] in portids]
     assert not any(t["truncated"] for t, _ in copies)
+    queued = [n for t, _ in copies for n in walk(t["root"]) if n["func"] == "__netlink_sendskb"]
+    assert all(n.get("inlined", False) is not sendskb_traced for n in queued)
     # A link is named on the side that ended last: the read's "from", or the
     # delivery's "read_by" when the (blocking) read returned first.
     source_of = {t["id"]: t["from"]["tree"] for t in trees if "from" in t}

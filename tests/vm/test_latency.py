@@ -84,45 +84,57 @@ def test_exact_counts_per_message_for_one_pid_shown_and_served():
 
 
 @contextlib.contextmanager
-def rtnl_hog(tmp_path, links=50):
-    """A loop that keeps RTNL busy: `ip -batch` adding and deleting dummy
-    links, in a network namespace of its own. RTNL is global, but a device's
-    uevents stay in its namespace: in the initial one, udev started a
+def rtnl_hog(tmp_path, links=200):
+    """RTNL kept busy: 200 dummy links, made on entry, which start() sets down
+    and up again and again (`ip link set group 7 down`: all of them under
+    one hold). In a network namespace of its own: RTNL is global, but the
+    links' uevents stay there (in the initial one, udev started a
     systemd-sysctl per new link, which piled up on the guest's 9p root until
-    the guest stalled (a CI run ran out of time)."""
-    batch = tmp_path / "hog.batch"
-    names = [f"nlhog{i}" for i in range(links)]
-    batch.write_text("".join(f"link add {x} type dummy\n" for x in names) +
-                     "".join(f"link del {x}\n" for x in names))
+    the guest stalled: a CI run ran out of time)."""
+    setup, flaps, errors = tmp_path / "hog-links.batch", tmp_path / "hog-flaps.batch", tmp_path / "hog.err"
+    setup.write_text("".join(f"link add nlhog{i} group 7 type dummy\n" for i in range(links)))
+    flaps.write_text("link set group 7 down\nlink set group 7 up\n" * 500)
+    hogs = []
+
+    def start():
+        # the loop ends if a flap fails: the test then says why, rather than seeing no wait
+        with open(errors, "w") as err:
+            hogs.append(subprocess.Popen(["bash", "-c", f"while ip -n nlhog -batch {flaps} >/dev/null; do :; done"],
+                                         stderr=err))
+
     subprocess.run(["ip", "netns", "add", "nlhog"], check=True)
-    hog = subprocess.Popen(["bash", "-c", f"while :; do ip -n nlhog -force -batch {batch} >/dev/null 2>&1; done"])
     try:
-        yield
+        subprocess.run(["ip", "-n", "nlhog", "-batch", str(setup)], check=True)
+        yield start
+        assert all(hog.poll() is None for hog in hogs), f"the RTNL hog stopped: {errors.read_text()}"
     finally:
-        hog.kill()
-        hog.wait()
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
         subprocess.run(["ip", "netns", "del", "nlhog"], check=True)
 
 
 def test_rtnl_wait_rises_under_contention(tmp_path):
-    """Baseline: RTM_GETSTATS alone. Then RTM_GETLINK while a loop adds and
-    deletes dummy links, holding RTNL. Both take RTNL in their doit; the contended
-    ones must wait longer than the baseline's slowest."""
-    count = 20
-    latency = Tracer(nltrace("latency", "--json", "-c", "nlrtnl", "--by", "rtnl"))
-    base = subprocess.run(client("--comm", "nlrtnl", "--count", str(count), "getstats", "--index", "1"),
-                          capture_output=True, text=True)
-    assert base.returncode == 0, base.stderr
-    with rtnl_hog(tmp_path):
-        contended = subprocess.run(client("--comm", "nlrtnl", "--count", str(count), "getlink", "--index", "1"),
-                                   capture_output=True, text=True)
+    """Baseline: 20 RTM_GETSTATS alone. Then 100 RTM_GETLINK while a loop
+    sets a group of links down and up, holding RTNL. Both take RTNL in their
+    doit; some contended ones must wait longer than the baseline's slowest
+    (only some of a client's waits meet a hold: 100 make one near certain)."""
+    count, contended_count = 20, 100
+    with rtnl_hog(tmp_path) as start_hog:
+        latency = Tracer(nltrace("latency", "--json", "-c", "nlrtnl", "--by", "rtnl"))
+        base = subprocess.run(client("--comm", "nlrtnl", "--count", str(count), "getstats", "--index", "1"),
+                              capture_output=True, text=True)
+        assert base.returncode == 0, base.stderr
+        start_hog()
+        contended = subprocess.run(client("--comm", "nlrtnl", "--count", str(contended_count), "getlink",
+                                          "--index", "1"), capture_output=True, text=True)
     assert contended.returncode == 0, contended.stderr
     report = run_latency_report(latency)
     waits = {h["key"]: h for h in report["histograms"]}
     assert report["by"] == "rtnl"
     assert {"RTM_GETSTATS", "RTM_GETLINK"} <= set(waits), (json.dumps(report), base.stdout[-300:])
     assert waits["RTM_GETSTATS"]["count"] == count
-    assert waits["RTM_GETLINK"]["count"] == count
+    assert waits["RTM_GETLINK"]["count"] == contended_count
     for h in waits.values():
         check_histogram(h)
     baseline_top = max(b["high"] for b in waits["RTM_GETSTATS"]["buckets"])
