@@ -78,8 +78,7 @@ test-vm: install $(NLLOAD)
 # kernel, strace's oracle, the genl handler, extack, broadcast copies and
 # latency's exact counts of one pid (-p in the kernel). CI time keeps it to the core; every test of
 # test_doctor.py, test_flow.py and test_latency.py passes on both (MATRIX_TESTS=
-# those files), but the RTNL contention test on 5.10, whose contended waits did
-# not rise above the uncontended baseline's slowest (29.6 against 39.3 us).
+# those files).
 MATRIX_KERNELS := 5.10 6.12
 MATRIX_TESTS := -m "kernels and not long" tests/vm/test_doctor.py tests/vm/test_flow.py tests/vm/test_latency.py
 test-matrix: install $(NLLOAD)
