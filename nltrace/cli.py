@@ -404,8 +404,10 @@ def doctor(as_json):
         for col in ("function", "kind", "attach to", "role"):
             funcs.add_column(col, overflow="fold")
         for row in catalogue_rows(report):
-            where = f"{row.attach_to} ({row.note})" if row.attach_to and row.note else row.attach_to or \
-                f"[yellow]not traceable: {row.note or 'left out of trees'}[/]"
+            if row.attach_to:
+                where = row.attach_to + (f" ({row.note})" if row.note else "")
+            else:
+                where = f"[yellow]not traceable: {row.note or 'left out of trees'}[/]"
             funcs.add_row(row.function, row.kind, where, row.role)
         console.print(funcs)
     if report.can_trace:

@@ -70,7 +70,8 @@ def as_shown(expected, hookable=None):
     for func, kids in expected:
         kids = as_shown(kids, hookable)
         name = func.rstrip("?")
-        seen = hookable is None or traceable(name, hookable) or traceable(INLINED_NODES.get(name, "-"), hookable)
+        seen = hookable is None or traceable(name, hookable) or (
+            name in INLINED_NODES and traceable(INLINED_NODES[name], hookable))
         if name in FLOW_DETAIL or not seen:
             out += kids
         else:
