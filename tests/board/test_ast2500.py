@@ -5,8 +5,10 @@ armv6` against its vmlinux, then ONE boot under qemu-system-arm -M
 ast2500-evb (tools/arm/boot --kernel) that runs the agent's --check, then
 the agent with the BPF JIT on and then off, each time with
 tests/clients/workload.sh, then the BMC's own netlink users
-(tests/clients/bmcnl.c). The streams come back over the serial console and
-are read here with `nltrace flow/latency --input`. `make test-board` runs it.
+(tests/clients/bmcnl.c), then a soak of a flow and a latency agent under
+full-rate load. The streams come back over the serial console and
+are read here with `nltrace flow/latency --input`. `make test` and
+`make test-board` run it.
 
 The trees are compared with the x86 agent's for the same workload, which
 tests/vm/test_agent.py leaves in $NLTRACE_VM_OUT/agent-x86/reference.json.
@@ -26,13 +28,17 @@ from harness.board import (AGENT_RUNS, build_and_boot, nltrace_build, test_agent
 from harness.tracer import ROOT, render  # noqa: E402
 from nltrace.decode import AF_MCTP  # noqa: E402
 
-# make test: 6.12; make test-board: each
+# make test and make test-board: each (make test-board BOARD_KERNELS=6.12: one)
 KERNELS = os.environ.get("NLTRACE_BOARD_KERNELS", "6.12 5.10").split()
+SOAK_S = 60
 
 # Runs on the board, in /nltrace: --check's table and status, AGENT_RUNS,
 # then the BMC's own netlink users (tests/clients/bmcnl.c), JIT on: networkd's
 # dumps and the notifications of an address added and deleted, an NC-SI
-# request, MCTP's link, address and route.
+# request, MCTP's link, address and route; last the soak: nlload's RTM_GETLINK
+# at full rate for SOAK_S seconds with a flow agent (--text, its trees counted
+# on the board: the stream would be too big for the serial console) and a
+# latency agent attached together, their memory sampled every 10 s.
 BOARD_SCRIPT = r"""
 uname -r > /out/release
 ./nltrace-agent --check > /out/check.txt 2>&1; echo $? > /out/check-status
@@ -48,6 +54,26 @@ wait $networkd || exit 1
 ./bmcnl ncsi eth0 > /out/ncsi.json
 ./bmcnl mctp > /out/mctp.json
 kill -INT $agent; wait $agent || exit 1
+""" + f"SOAK_S={SOAK_S}" + r"""
+sample() {   # sample SECONDS NAME PID: resident and anonymous kB
+    awk -v t=$1 -v n=$2 '/^VmRSS:/ {r = $2} /^RssAnon:/ {a = $2} END {print t, n, r, a}' /proc/$3/status
+}
+mkfifo /tmp/soak-text
+awk '/^[0-9]/ && / RTM_GETLINK \[REQUEST/ && / -> / {n++} NR <= 40 {print > "/out/soak-flow-head.txt"}
+     /^nltrace-agent: / {c = $0} END {print n + 0; print c}' < /tmp/soak-text > /out/soak-flow.txt & counter=$!
+./nltrace-agent --ready-file /out/ready-soak-flow --text -c nlload --type RTM_GETLINK > /tmp/soak-text \
+    2> /out/soak-flow.err & flow=$!
+./nltrace-agent --ready-file /out/ready-soak-latency --latency -c nlload --type RTM_GETLINK \
+    -o /out/soak-latency.nltrace 2> /out/soak-latency.err & latency=$!
+attached /out/ready-soak-flow $flow && attached /out/ready-soak-latency $latency || exit 1
+./nlload get --duration $SOAK_S > /out/soak-nlload.json & load=$!
+s=0
+while kill -0 $load 2>/dev/null; do
+    sample $s flow $flow >> /out/soak-memory; sample $s latency $latency >> /out/soak-memory
+    sleep 10; s=$((s + 10))
+done
+wait $load || exit 1
+kill -INT $flow $latency; wait $flow && wait $latency && wait $counter || exit 1
 """
 
 
@@ -160,3 +186,26 @@ def test_mctp_over_rtnetlink(board):
     addr, route = requests[1]["message"], requests[2]["message"]
     assert addr["fields"]["family"] == route["fields"]["family"] == AF_MCTP
     assert addr["attrs"]["IFA_LOCAL"] == 8 and route["attrs"]["RTA_DST"] == 9
+
+
+def test_soak_counts_and_memory(board):
+    """Every request nlload sent at full rate is one flow tree shown (the
+    agent keeps up on the board: nothing lost) and one latency sample;
+    neither agent's anonymous memory grows after its first 10 s."""
+    load = json.loads((board / "soak-nlload.json").read_text())
+    shown, counters = (board / "soak-flow.txt").read_text().splitlines()
+    counted = json.loads(counters.removeprefix("nltrace-agent: "))
+    reports, _ = render("latency", board / "soak-latency.nltrace", "--by", "message")
+    memory = {}
+    for line in (board / "soak-memory").read_text().splitlines():
+        seconds, name, rss, anon = line.split()
+        memory.setdefault(name, []).append((int(seconds), int(rss), int(anon)))
+    print(f"soak: {load['requests']} requests in {load['seconds']:.0f} s, flow {shown} trees shown, {counters}; "
+          f"memory (s, VmRSS kB, RssAnon kB): {memory}")
+    assert load["requests"] > 0 and load["errors"] == 0, load
+    assert {h["key"]: h["count"] for h in reports[-1]["histograms"]} == {"RTM_GETLINK": load["requests"]}
+    assert (int(shown), counted) == (load["requests"], {"lost": 0, "truncated": 0, "incomplete": 0})
+    assert set(memory) == {"flow", "latency"}, memory
+    for name, samples in memory.items():
+        assert len(samples) >= SOAK_S // 10, samples
+        assert samples[-1][2] <= samples[1][2], (name, samples)
