@@ -204,7 +204,9 @@ def test_soak_counts_and_memory(board):
           f"memory (s, VmRSS kB, RssAnon kB): {memory}")
     assert load["requests"] > 0 and load["errors"] == 0, load
     assert {h["key"]: h["count"] for h in reports[-1]["histograms"]} == {"RTM_GETLINK": load["requests"]}
-    assert (int(shown), counted) == (load["requests"], {"lost": 0, "truncated": 0, "incomplete": 0})
+    head = board / "soak-flow-head.txt"   # the text the count came from, for a failure to show
+    assert (int(shown), counted) == (load["requests"], {"lost": 0, "truncated": 0, "incomplete": 0}), \
+        head.read_text() if head.exists() else "the flow agent printed nothing"
     assert set(memory) == {"flow", "latency"}, memory
     for name, samples in memory.items():
         assert len(samples) >= SOAK_S // 10, samples
