@@ -21,9 +21,13 @@ from nltrace.trees import walk
 # The ancestor that says why an skb was queued; none of these: a unicast.
 VIA = {"netlink_ack": "ack", "netlink_dump": "dump", "netlink_broadcast": "broadcast",
        "netlink_broadcast_filtered": "broadcast"}
-# Deliveries waiting for their read; the oldest are forgotten first (a
-# message nobody reads, or read while nltrace was not running).
+# Deliveries waiting for their read, and reads for their delivery, by skb
+# address; the oldest addresses are forgotten first (a message nobody reads,
+# or read while nltrace was not running).
 MAX_PENDING = 65536
+# An address is reused as soon as its skb is freed, so several reads of one
+# address can wait for trees still running (a blocking read returns first).
+MAX_AT_ONE_ADDRESS = 64
 
 
 def deliveries(root):
@@ -44,8 +48,8 @@ def deliveries(root):
 class Links:
     def __init__(self):
         self.next_id = 1
-        self.queued = OrderedDict()     # skb -> the delivery's tree, not yet read
-        self.read = OrderedDict()       # skb -> the read's tree, whose delivery is not yet seen
+        self.queued = OrderedDict()     # skb -> [deliveries at that address, not yet read]
+        self.read = OrderedDict()       # skb -> [reads of that address, whose delivery is not yet seen]
         self.owners = {}                # (protocol, portid) -> {"pid", "comm"} of the socket's process
 
     def add(self, tree):
@@ -59,16 +63,13 @@ class Links:
             return tree
         me = {"pid": tree["pid"], "comm": tree["comm"]}
         if root["func"] == "netlink_recvmsg" and "skb" in tree:
-            # An skb's address is reused once it is freed: a read and a
-            # delivery are one message only if the delivery began before the
-            # read ended and went to a socket of the reading process (where
-            # known: a copy nobody read leaves its skb's address behind).
             read_end = tree["ts_ns"] + (root["duration_ns"] or 0)
-            source = self.queued.pop(tree["skb"], None)
-            if source is not None and not self._owned_by(tree, source["portid"], me):
-                _remember(self.queued, tree["skb"], source)   # another socket's copy: it stays pending
-                source = None
-            if source is None or source["ts_ns"] > read_end:
+            # the last copy queued at that address before the read returned,
+            # on a socket of the reading process (where known)
+            source = _take(self.queued, tree["skb"],
+                           lambda d: d["at_ns"] <= read_end and self._owned_by(tree, d["portid"], me),
+                           key=lambda d: -d["at_ns"])
+            if source is None:
                 _remember(self.read, tree["skb"], dict(me, tree=tree["id"], end_ns=read_end))
             else:
                 tree["from"] = {key: source[key] for key in ("tree", "pid", "comm", "via")}
@@ -91,14 +92,15 @@ class Links:
             out.append(delivery)
             if "skb" not in node:
                 continue
-            reader = self.read.pop(node["skb"], None)
-            if reader is not None and not self._owned_by(tree, portid, reader):
-                _remember(self.read, node["skb"], reader)   # another socket's read: it waits for its own copy
-                reader = None
-            if reader is None or reader["end_ns"] < tree["ts_ns"]:
+            at_ns = tree["ts_ns"] + node["offset_ns"]
+            # the first read of that address to return after the copy was queued
+            reader = _take(self.read, node["skb"],
+                           lambda r: r["end_ns"] >= at_ns and self._owned_by(tree, portid, r),
+                           key=lambda r: r["end_ns"])
+            if reader is None:
                 _remember(self.queued, node["skb"], {"tree": tree["id"], "pid": tree["pid"], "comm": tree["comm"],
                                                      "via": via, "portid": portid, "ts_ns": tree["ts_ns"],
-                                                     "protocol": tree["protocol"]})
+                                                     "at_ns": at_ns, "protocol": tree["protocol"]})
             else:
                 delivery["read_by"] = {key: reader[key] for key in ("tree", "pid", "comm")}
                 self.owners[(tree["protocol"], portid)] = {"pid": reader["pid"], "comm": reader["comm"]}
@@ -112,8 +114,10 @@ class Links:
         if not portid:
             return
         self.owners.pop((protocol, portid), None)
-        for skb in [skb for skb, d in self.queued.items() if d["portid"] == portid and d["protocol"] == protocol]:
-            del self.queued[skb]
+        for skb, waiting in list(self.queued.items()):
+            waiting[:] = [d for d in waiting if d["portid"] != portid or d["protocol"] != protocol]
+            if not waiting:
+                del self.queued[skb]
 
     def _owned_by(self, tree, portid, process):
         """Whether portid may be process's socket: it is, or its owner is not known."""
@@ -122,6 +126,21 @@ class Links:
 
 
 def _remember(pending, skb, what):
-    pending[skb] = what
+    """Add what to the side of skb's address still waiting for its match."""
+    waiting = pending.setdefault(skb, [])
+    waiting.append(what)
+    del waiting[:-MAX_AT_ONE_ADDRESS]
+    pending.move_to_end(skb)
     while len(pending) > MAX_PENDING:
         pending.popitem(last=False)
+
+
+def _take(pending, skb, fits, key):
+    """Remove and return, of what waits at skb's address and fits, the first by key."""
+    waiting = pending.get(skb, [])
+    match = min((w for w in waiting if fits(w)), key=key, default=None)
+    if match is not None:
+        waiting.remove(match)
+        if not waiting:
+            del pending[skb]
+    return match

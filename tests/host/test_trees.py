@@ -132,7 +132,8 @@ def test_an_unread_copy_does_not_claim_a_later_read_of_its_skb_address():
         return tree(pid, "netlink_bind", ts, socket={"portid": portid})
 
     def notify(pid, ts, copies):
-        sendskbs = [{"func": "__netlink_sendskb", "portid": p, "skb": skb, "children": []} for p, skb in copies]
+        sendskbs = [{"func": "__netlink_sendskb", "offset_ns": 1, "portid": p, "skb": skb, "children": []}
+                    for p, skb in copies]
         return tree(pid, "netlink_sendmsg", ts, children=[{"func": "netlink_broadcast", "children": sendskbs}])
 
     links = Links()
@@ -158,7 +159,7 @@ def test_a_closed_sockets_unread_copies_do_not_claim_a_read_on_its_reused_portid
 
     links = Links()
     links.add(tree(10, "netlink_bind", 1, socket={"portid": 100}))
-    copy = [{"func": "__netlink_sendskb", "portid": 100, "skb": "0xa", "children": []}]
+    copy = [{"func": "__netlink_sendskb", "offset_ns": 0, "portid": 100, "skb": "0xa", "children": []}]
     old = links.add(tree(30, "netlink_sendmsg", 2, children=[{"func": "netlink_broadcast", "children": copy}]))
     links.add(tree(10, "netlink_release", 3, socket={"portid": 100}))
     links.add(tree(20, "netlink_bind", 4, socket={"portid": 100}))
@@ -178,12 +179,34 @@ def test_two_copies_at_one_skb_address_in_one_tree_link_to_their_own_readers():
                    "socket": {"portid": portid}, "root": {"func": "netlink_bind", "duration_ns": 1, "children": []}})
     read_b = links.add({"pid": 20, "comm": "listen", "protocol": "NETLINK_ROUTE", "ts_ns": 50, "skb": "0xa",
                         "root": {"func": "netlink_recvmsg", "duration_ns": 5, "children": []}})
-    copies = [{"func": "__netlink_sendskb", "portid": p, "skb": "0xa", "children": []} for p in (100, 200)]
+    copies = [{"func": "__netlink_sendskb", "offset_ns": 1, "portid": p, "skb": "0xa", "children": []}
+              for p in (100, 200)]
     sender = links.add({"pid": 30, "comm": "ip", "protocol": "NETLINK_ROUTE", "ts_ns": 40,
                         "root": {"func": "netlink_sendmsg", "duration_ns": 30,
                                  "children": [{"func": "netlink_broadcast", "children": copies}]}})
     assert "read_by" not in sender["deliveries"][0]
     assert sender["deliveries"][1]["read_by"]["tree"] == read_b["id"]
+
+
+def test_one_readers_two_reads_at_one_skb_address_link_to_their_own_copies():
+    """Two notifications in one sendmsg, one listener: it reads the first
+    copy and frees it, the second copy reuses the address, and it reads that
+    too, both reads returning before the sender's tree ends. Each read links
+    to the copy queued before it returned (as the fan-out test on 6.12 saw:
+    the first read was left unlinked)."""
+    from nltrace.links import Links
+    links = Links()
+    links.add({"pid": 10, "comm": "listen", "protocol": "NETLINK_ROUTE", "ts_ns": 1,
+               "socket": {"portid": 100}, "root": {"func": "netlink_bind", "duration_ns": 1, "children": []}})
+    reads = [links.add({"pid": 10, "comm": "listen", "protocol": "NETLINK_ROUTE", "ts_ns": start, "skb": "0xa",
+                        "root": {"func": "netlink_recvmsg", "duration_ns": 5, "children": []}})
+             for start in (40, 60)]
+    copies = [{"func": "__netlink_sendskb", "offset_ns": offset, "portid": 100, "skb": "0xa", "children": []}
+              for offset in (10, 30)]
+    sender = links.add({"pid": 30, "comm": "ip", "protocol": "NETLINK_ROUTE", "ts_ns": 30,
+                        "root": {"func": "netlink_sendmsg", "duration_ns": 80,
+                                 "children": [{"func": "netlink_broadcast", "children": copies}]}})
+    assert [d["read_by"]["tree"] for d in sender["deliveries"]] == [r["id"] for r in reads]
 
 
 def test_a_broadcast_nobody_hears_is_not_an_error(recorded_stream):
