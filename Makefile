@@ -90,7 +90,7 @@ test-matrix: install $(NLLOAD)
 # The real-kernel tests marked long (four tracers at once, the secrets, the soak's
 # short form): each passes in the VM, but with them CI would pass its time budget.
 test-long: install $(NLLOAD)
-	$(VM_SUITE_LIMIT) tools/vm $(PY) -m pytest -p no:cacheprovider -v --instafail --durations=0 --timeout 1800 -m long tests/vm
+	$(VM_SUITE_LIMIT) tools/vm $(PY) -m pytest -p no:cacheprovider -v --instafail --durations=0 --timeout 1800 -o faulthandler_timeout=1740 -m long tests/vm
 
 # The armel rpi kernel, its DWARF vmlinux and the libbpf sysroot, cached in
 # .cache/arm; tests/arm compares with the x86 trees test-vm leaves behind.

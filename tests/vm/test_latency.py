@@ -3,7 +3,9 @@ and served to Prometheus, and the RTNL wait under contention made on purpose."""
 
 import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -100,16 +102,17 @@ def rtnl_hog(tmp_path, links=200):
         # the loop ends if a flap fails: the test then says why, rather than seeing no wait
         with open(errors, "w") as err:
             hogs.append(subprocess.Popen(["bash", "-c", f"while ip -n nlhog -batch {flaps} >/dev/null; do :; done"],
-                                         stderr=err))
+                                         stderr=err, start_new_session=True))
 
     subprocess.run(["ip", "netns", "add", "nlhog"], check=True)
     try:
-        subprocess.run(["ip", "-n", "nlhog", "-batch", str(setup)], check=True)
+        subprocess.run(["ip", "-n", "nlhog", "-batch", str(setup)], check=True, timeout=300)
         yield start
         assert all(hog.poll() is None for hog in hogs), f"the RTNL hog stopped: {errors.read_text()}"
     finally:
         for hog in hogs:
-            hog.kill()
+            # the loop's group: killing bash alone would leave its `ip` flapping links under later tests
+            os.killpg(hog.pid, signal.SIGKILL)
             hog.wait()
         subprocess.run(["ip", "netns", "del", "nlhog"], check=True)
 
@@ -123,11 +126,11 @@ def test_rtnl_wait_rises_under_contention(tmp_path):
     with rtnl_hog(tmp_path) as start_hog:
         latency = Tracer(nltrace("latency", "--json", "-c", "nlrtnl", "--by", "rtnl"))
         base = subprocess.run(client("--comm", "nlrtnl", "--count", str(count), "getstats", "--index", "1"),
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, timeout=120)
         assert base.returncode == 0, base.stderr
         start_hog()
         contended = subprocess.run(client("--comm", "nlrtnl", "--count", str(contended_count), "getlink",
-                                          "--index", "1"), capture_output=True, text=True)
+                                          "--index", "1"), capture_output=True, text=True, timeout=300)
     assert contended.returncode == 0, contended.stderr
     report = run_latency_report(latency)
     waits = {h["key"]: h for h in report["histograms"]}
