@@ -17,6 +17,8 @@ The tracers (started once per T window, so each start is also timed):
             loads the programs with libbpf instead of BCC (kprobes only)
   latency   nltrace latency (by message, the default): log2 histograms
             kept in the kernel, printed at the end
+  latency-functions  nltrace latency --by function --functions naming the
+            five functions bench/netlink-hist.bt times: the same work
   bpftrace-kfunc  bench/netlink-hist.bt on BPF trampolines (kfunc and
             kretfunc): bpftrace's best configuration where the kernel has them
   bpftrace  bench/netlink-hist.bt: kprobe + kretprobe on the five functions
@@ -103,6 +105,8 @@ MARKER_RETRY_S = 5
 BPFTRACE_SIGINT_RESEND_S = 5
 
 BPFTRACE_PROGRAM = os.path.join(ROOT, "bench", "netlink-hist.bt")
+with open(BPFTRACE_PROGRAM) as _f:
+    BPFTRACE_FUNCTIONS = tuple(re.findall(r"\bkprobe:(\w+)", _f.read()))   # the functions it times
 
 
 def kfunc_program():
@@ -121,6 +125,8 @@ TRACERS = {
     "flow-agent": nltrace("flow", "--json", "--agent", AGENT),
     "latency": nltrace("latency"),
     "latency-agent": nltrace("latency", "--agent", AGENT),
+    # the five functions netlink-hist.bt times, and nothing else: the same work as bpftrace's
+    "latency-functions": nltrace("latency", "--by", "function", "--functions", ",".join(BPFTRACE_FUNCTIONS)),
     "bpftrace-kfunc": ["bpftrace", "-e", kfunc_program()],
     "bpftrace": ["bpftrace", BPFTRACE_PROGRAM],
 }

@@ -6,8 +6,10 @@ tree nodes. tree.bpf.h has enter_<name>/exit_<name> programs for each
 function (a host test checks that the three agree).
 """
 
+import fnmatch
 from dataclasses import dataclass
 
+from nltrace.errors import BadFilter
 from nltrace.records import FUNC_NAMES
 
 
@@ -92,6 +94,23 @@ FLOW_DETAIL = frozenset({"netlink_unicast_kernel", "rtnetlink_rcv", "genl_rcv", 
 MESSAGE_TIMING = frozenset({"netlink_sendmsg", "netlink_unicast", "genl_family_rcv_msg_doit",
                             "genl_family_rcv_msg_dumpit", "mutex_lock"})
 
+# latency --functions attaches a named function with the roots of the trees
+# it runs in: netlink_sendmsg, and for these the others (a dump's later
+# batches run in reads; the kernel delivers on its own; sockets are made,
+# bound and connected outside any message).
+_DELIVERY_ROOTS = {"netlink_unicast", "netlink_broadcast", "netlink_broadcast_filtered"}
+_SOCKET_ROOTS = {"netlink_create", "netlink_bind", "netlink_connect", "__netlink_kernel_create"}
+OTHER_ROOTS = {
+    "netlink_dump": {"netlink_recvmsg"},
+    "__netlink_sendskb": {"netlink_recvmsg"} | _DELIVERY_ROOTS,
+    "netlink_sendskb": {"netlink_recvmsg"} | _DELIVERY_ROOTS,
+    "netlink_overrun": _DELIVERY_ROOTS,
+    "__netlink_create": _SOCKET_ROOTS,
+    "netlink_insert": _SOCKET_ROOTS,
+    "netlink_autobind": _SOCKET_ROOTS,
+    "genl_bind": _SOCKET_ROOTS,
+}
+
 # Called once in a socket's life, not per message: kprobes for these cost
 # nothing that shows, while each fentry/fexit pair's trampoline adds to the
 # start (README.md, Overhead, startup), so they keep kprobes.
@@ -146,3 +165,22 @@ def needed(probe, symbols):
     symbol or None): one that stands in for inlined functions is not, where
     they can be traced themselves (a probe hit costs even when it adds nothing)."""
     return not probe.stands_in_for or not all(symbols.get(name) for name in probe.stands_in_for)
+
+
+def roots_for(functions):
+    """The roots to attach so that the named functions are timed wherever they run."""
+    return frozenset({"netlink_sendmsg"}.union(*(OTHER_ROOTS.get(name, ()) for name in functions)))
+
+
+def match_functions(patterns):
+    """The tree functions that shell-style patterns name ("genl_*"), for
+    latency --functions; on-demand ones (mutex_lock: --by rtnl) are not
+    among them. Raises BadFilter for a pattern that names none."""
+    names = [p.name for p in TREE_FUNCTIONS if not p.on_demand]
+    matched = set()
+    for pattern in patterns:
+        found = fnmatch.filter(names, pattern)
+        if not found:
+            raise BadFilter(f"--functions: {pattern!r} names no traced function; they are: {', '.join(names)}")
+        matched.update(found)
+    return frozenset(matched)

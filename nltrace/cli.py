@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nltrace import run
+from nltrace.catalogue import match_functions
 from nltrace.config import SNAPLEN_MAX, SNAPLEN_MIN, TraceConfig
 from nltrace.errors import BadInput, Interrupted, NltraceError
 from nltrace.sources.stream import StreamSource
@@ -265,6 +266,10 @@ def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes, snapl
 @click.option("--by", type=click.Choice(["function", "message", "process", "rtnl"]), default="message",
               show_default=True, help="Group by catalogue function, message type (RTM_* or genl "
               "family/cmd), process (comm), or the RTNL lock wait per message type.")
+@click.option("--functions", "function_patterns", metavar="PATTERN[,PATTERN...]",
+              help="With --by function: time only these catalogue functions (shell patterns, e.g. "
+              "'rtnetlink_rcv_msg,genl_*'); only they and the roots of their trees are attached, so "
+              "you pay for what you ask.")
 @click.option("-i", "--interval", type=float, help="Print every this many seconds (each shows that interval).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per interval.")
 @click.option("--input", "input_path", metavar="FILE|-",
@@ -278,8 +283,8 @@ def record(output, pid, duration, no_recv, all_probes, buffer_mb, kprobes, snapl
               help="Write the histograms to FILE (*.prom) each interval, for node-exporter's textfile collector.")
 @click.option("--label", "labels", multiple=True, metavar="NAME=VALUE",
               help="Add this label to every metric (e.g. board=bmc1 for a stream read with --input).")
-def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, input_path, agent_path, kprobes,
-            ready_file, prometheus_at, prometheus_textfile, labels):
+def latency(pid, comm, protocol, msg_type, duration, by, function_patterns, interval, as_json, input_path, agent_path,
+            kprobes, ready_file, prometheus_at, prometheus_textfile, labels):
     """Latency histograms, aggregated in the kernel.
 
     log2 histograms of how long the kernel spent: per traced function, per sent
@@ -319,11 +324,18 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
         from nltrace.exports.prometheus import METRICS_INTERVAL, MetricsExport
         metrics = MetricsExport(by, labels, prometheus_at, prometheus_textfile)
         interval = interval or METRICS_INTERVAL
-    if agent_path and (input_path or kprobes):
-        raise click.UsageError("--agent attaches the probes it was built with: not with --input or --kprobes")
+    if agent_path and (input_path or kprobes or function_patterns):
+        raise click.UsageError("--agent attaches the probes it was built with: "
+                               "not with --input, --kprobes or --functions")
+    functions = None
+    if function_patterns:
+        if by != "function" or input_path:
+            raise click.UsageError("--functions chooses what --by function attaches: not with another --by "
+                                   "or --input")
+        functions = match_functions(p.strip() for p in function_patterns.split(","))
     if not input_path:
         from nltrace.filters import resolve_type
-        config = TraceConfig.for_latency(by, resolve_type(msg_type, protocol), pid, comm, kprobes)
+        config = TraceConfig.for_latency(by, resolve_type(msg_type, protocol), pid, comm, kprobes, functions)
         if agent_path:
             source = run.open_agent(agent_path, config, ready_file, duration, interval, protocol, msg_type)
         else:
@@ -335,7 +347,7 @@ def latency(pid, comm, protocol, msg_type, duration, by, interval, as_json, inpu
             metrics.update(ts_ns, histograms)
 
     try:
-        run.latency(source, by, interval, duration, show_all)
+        run.latency(source, by, interval, duration, show_all, functions)
     finally:
         source.close()
         if metrics:

@@ -11,7 +11,7 @@ import sys
 from dataclasses import dataclass
 
 from nltrace import records
-from nltrace.catalogue import CATALOGUE, FLOW_DEFAULT, MESSAGE_TIMING, needed
+from nltrace.catalogue import CATALOGUE, FLOW_DEFAULT, MESSAGE_TIMING, needed, roots_for
 
 # Kernel symbols the programs need the address of (kallsyms): data, and a
 # function whose presence tells a kernel version.
@@ -59,6 +59,7 @@ class TraceConfig:
     ring_mb: int = 32                # flow's ring buffer, MiB (a power of two)
     kprobes: bool = False            # no fentry/fexit
     snaplen: int = SNAPLEN_MAX       # bytes of each message captured
+    functions: frozenset = None      # latency --functions: only these functions' histograms (None: all)
 
     @classmethod
     def for_flow(cls, pid=None, comm=None, skip_recv=False, all_probes=False, ring_mb=32, kprobes=False,
@@ -67,12 +68,19 @@ class TraceConfig:
                    ring_mb=ring_mb, kprobes=kprobes, snaplen=snaplen)
 
     @classmethod
-    def for_latency(cls, by, want, pid=None, comm=None, kprobes=False):
-        """by: the --by grouping; want: {"protocol", "type", "cmd"} (filters.resolve_type)."""
+    def for_latency(cls, by, want, pid=None, comm=None, kprobes=False, functions=None):
+        """by: the --by grouping; want: {"protocol", "type", "cmd"} (filters.resolve_type).
+        functions (--by function only): the catalogue functions to time
+        (catalogue.match_functions), attached with the roots of their trees,
+        and netlink_unicast for --type (it captures the message); None: all."""
+        probes = None if by == "function" else MESSAGE_TIMING
+        if functions is not None:
+            probes = functions | roots_for(functions) \
+                | ({"netlink_unicast"} if want["type"] is not None or want["cmd"] is not None else set())
         return cls("latency", pid or 0, comm or "", skip_recv=by != "function",
-                   protocol=want["protocol"], msg_type=want["type"], cmd=want["cmd"],
-                   probes=None if by == "function" else MESSAGE_TIMING,
-                   on_demand=frozenset({"mutex_lock"}) if by == "rtnl" else frozenset(), kprobes=kprobes)
+                   protocol=want["protocol"], msg_type=want["type"], cmd=want["cmd"], probes=probes,
+                   on_demand=frozenset({"mutex_lock"}) if by == "rtnl" else frozenset(), kprobes=kprobes,
+                   functions=functions)
 
     def agent_args(self):
         """This config's filters and options as nltrace-agent's."""

@@ -254,16 +254,19 @@ def record(source, writer, duration, redact=None):
     return outcome
 
 
-def latency(source, by, interval, duration, show):
+def latency(source, by, interval, duration, show, functions=None):
     """Histograms of source grouped by `by`, each interval's to
     show(ts_ns, [Histogram]): every interval (live with -i, or each frame of
-    a stream), then at the end (live)."""
+    a stream), then at the end (live). functions: only these functions'
+    (--by function; the roots attached for them are timed too)."""
     from nltrace.histograms import group, interval_delta
     previous = {}
 
     def report(snapshot):
         nonlocal previous
         histograms = group(interval_delta(snapshot.counts, previous), snapshot.maxima, by)
+        if functions is not None:
+            histograms = [h for h in histograms if h.key in functions]
         previous = snapshot.counts
         show(snapshot.ts_ns, histograms)
 

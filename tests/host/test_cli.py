@@ -170,6 +170,16 @@ def test_latency_type_resolution():
         assert out.returncode == 1 and message in out.stderr and b"Traceback" not in out.stderr
 
 
+def test_latency_functions_must_name_traced_functions_of_by_function():
+    out = nltrace("latency", "--by", "function", "--functions", "netlink_*,rtnl_lock")
+    assert out.returncode == 1 and b"'rtnl_lock' names no traced function" in out.stderr
+    assert b"Traceback" not in out.stderr
+    for args in (["--functions", "netlink_dump"], ["--by", "function", "--functions", "netlink_dump",
+                                                   "--agent", sys.executable]):
+        out = nltrace("latency", *args)
+        assert out.returncode == 2 and b"--functions" in out.stderr and b"Traceback" not in out.stderr
+
+
 def test_export_of_a_cut_stream_keeps_what_it_holds(recorded_stream, tmp_path):
     """A stream cut inside a record: the export holds every tree before the
     cut, says what it wrote, and the command fails naming the cut."""

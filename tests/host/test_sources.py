@@ -3,16 +3,23 @@ every source keeps the one contract, and TraceConfig alone makes the words,
 for BCC and, as C, for nltrace-agent."""
 
 import inspect
+import os
 import sys
 
-from nltrace import records
+import pytest
+
+from nltrace import records, run
+from nltrace.catalogue import OTHER_ROOTS, ROOT_FUNCTIONS, TREE_FUNCTIONS, match_functions
 from nltrace.config import ADDRESSES, CONFIG_WORDS, TraceConfig, agent_config_c
+from nltrace.errors import BadFilter
 from nltrace.sources import Source
 from nltrace.sources.agent import AgentSource
 from nltrace.sources.live import BccSource
 from nltrace.sources.stream import StreamSource
 
 C = records.C
+LATENCY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures",
+                       "agent-latency-armv6-6.1.0-50-rpi.nltrace")
 CONTRACT = [name for name, member in vars(Source).items()
             if callable(member) and not name.startswith("_")]
 
@@ -74,3 +81,45 @@ def test_the_agent_gets_the_same_table_as_c():
     assert text.count("\twords[") == len(CONFIG_WORDS)
     for name in ADDRESSES:
         assert f'"{name}"' in text
+
+
+NO_FILTER = {"protocol": None, "type": None, "cmd": None}
+
+
+def test_latency_functions_attach_what_they_name_and_the_roots_of_their_trees():
+    named = match_functions(["rtnetlink_rcv_msg", "genl_*"])
+    assert named == {"rtnetlink_rcv_msg", "genl_rcv", "genl_rcv_msg", "genl_family_rcv_msg_doit",
+                     "genl_family_rcv_msg_dumpit", "genl_bind"}
+    config = TraceConfig.for_latency("function", NO_FILTER, functions=named)
+    # genl_bind runs when a socket binds, outside any message
+    assert config.probes == named | {"netlink_sendmsg", "netlink_create", "netlink_bind", "netlink_connect",
+                                     "__netlink_kernel_create"}
+    assert config.functions == named
+    # a dump's later batches run in the reader's netlink_recvmsg
+    dump = TraceConfig.for_latency("function", NO_FILTER, functions=match_functions(["netlink_dump"]))
+    assert dump.probes == {"netlink_dump", "netlink_sendmsg", "netlink_recvmsg"}
+    # --type is tested on the message netlink_unicast captures
+    typed = TraceConfig.for_latency("function", {"protocol": 0, "type": 18, "cmd": None},
+                                    functions=match_functions(["rtnetlink_rcv_msg"]))
+    assert typed.probes == {"rtnetlink_rcv_msg", "netlink_sendmsg", "netlink_unicast"}
+    assert TraceConfig.for_latency("function", NO_FILTER).probes is None
+
+
+def test_latency_functions_name_only_traced_functions():
+    assert "mutex_lock" not in match_functions(["*"])   # on demand: --by rtnl
+    assert match_functions(["*"]) == {p.name for p in TREE_FUNCTIONS} - {"mutex_lock"}
+    with pytest.raises(BadFilter, match="'rtnl_lock' names no traced function"):
+        match_functions(["netlink_sendmsg", "rtnl_lock"])
+    assert set().union(*OTHER_ROOTS.values()) <= ROOT_FUNCTIONS
+    assert set(OTHER_ROOTS) <= {p.name for p in TREE_FUNCTIONS}
+
+
+def test_latency_functions_show_only_what_was_named():
+    # the stream the ARMv6 agent recorded (tests/fixtures/README.md): all of its functions
+    everything, only = [], []
+    run.latency(StreamSource(LATENCY, "latency"), "function", None, None, lambda ts, hs: everything.extend(hs))
+    run.latency(StreamSource(LATENCY, "latency"), "function", None, None, lambda ts, hs: only.extend(hs),
+                functions={"netlink_rcv_skb", "rtnetlink_rcv_msg"})
+    assert {h.key for h in only} == {"netlink_rcv_skb", "rtnetlink_rcv_msg"} < {h.key for h in everything}
+    assert [(h.key, h.count) for h in only] == [(h.key, h.count) for h in everything
+                                                  if h.key in {"netlink_rcv_skb", "rtnetlink_rcv_msg"}]

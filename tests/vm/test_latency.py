@@ -144,3 +144,40 @@ def test_rtnl_wait_rises_under_contention(tmp_path):
     above = sum(b["count"] for b in waits["RTM_GETLINK"]["buckets"] if b["low"] > baseline_top)
     assert above > 0, json.dumps(waits)
     assert waits["RTM_GETLINK"]["max"] > waits["RTM_GETSTATS"]["max"]
+
+
+@pytest.mark.kernels
+def test_functions_time_only_what_they_name_wherever_it_runs():
+    """--functions: only the named functions' histograms, from only the probes
+    they need. rtnetlink_rcv_msg and netlink_rcv_skb count exactly the
+    client's 30 RTM_GETLINK; netlink_dump, whose later batches run in the
+    reader's netlink_recvmsg, counts as many calls as --by function with
+    every probe attached, in 5 dumps of 40 links."""
+    count, dumps = 30, 5
+    subprocess.run(["ip", "netns", "add", "nlfn"], check=True)
+    try:
+        # a namespace of its own: no uevents in the initial one (rtnl_hog says why)
+        subprocess.run(["ip", "-n", "nlfn", "-batch", "-"], check=True, text=True, timeout=300,
+                       input="".join(f"link add nlfn{i} type dummy\n" for i in range(40)))
+        named = Tracer(nltrace("latency", "--json", "--by", "function", "-c", "nlfn",
+                               "--functions", "rtnetlink_rcv_msg,netlink_rcv_skb"))
+        dump_only = Tracer(nltrace("latency", "--json", "--by", "function", "-c", "ip", "--functions", "netlink_dump"))
+        every = Tracer(nltrace("latency", "--json", "--by", "function", "-c", "ip"))
+        sent = subprocess.run(client("--comm", "nlfn", "--count", str(count), "getlink", "--index", "1"),
+                              capture_output=True, text=True, timeout=120)
+        assert sent.returncode == 0, sent.stderr
+        for _ in range(dumps):
+            subprocess.run(["ip", "-n", "nlfn", "link", "show"], check=True, capture_output=True, timeout=60)
+    finally:
+        subprocess.run(["ip", "netns", "del", "nlfn"], check=True)
+    assert set(named.ready["attached"]) == {"netlink_sendmsg", "rtnetlink_rcv_msg", "netlink_rcv_skb"}
+    assert set(dump_only.ready["attached"]) == {"netlink_sendmsg", "netlink_recvmsg", "netlink_dump"}
+    reports = [run_latency_report(tracer) for tracer in (named, dump_only, every)]
+    counts = [{h["key"]: h["count"] for h in report["histograms"]} for report in reports]
+    assert counts[0] == {"rtnetlink_rcv_msg": count, "netlink_rcv_skb": count}, counts
+    assert list(counts[1]) == ["netlink_dump"]
+    # more calls than dumps: some batches were made in the reader's netlink_recvmsg
+    assert counts[1]["netlink_dump"] == counts[2]["netlink_dump"] > dumps, counts
+    for report in reports:
+        for h in report["histograms"]:
+            check_histogram(h)
