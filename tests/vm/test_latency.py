@@ -146,13 +146,14 @@ def test_rtnl_wait_rises_under_contention(tmp_path):
     assert waits["RTM_GETLINK"]["max"] > waits["RTM_GETSTATS"]["max"]
 
 
-@pytest.mark.kernels
 def test_functions_time_only_what_they_name_wherever_it_runs():
     """--functions: only the named functions' histograms, from only the probes
     they need. rtnetlink_rcv_msg and netlink_rcv_skb count exactly the
     client's 30 RTM_GETLINK; netlink_dump, whose later batches run in the
     reader's netlink_recvmsg, counts as many calls as --by function with
-    every probe attached, in 5 dumps of 40 links."""
+    every probe attached, in 5 dumps of 40 links. Not in the matrix: what it
+    adds is the choice of probes, the same on every kernel (it passed on 5.10
+    and 6.12 by hand; three compiles take 5 minutes on 5.10)."""
     count, dumps = 30, 5
     subprocess.run(["ip", "netns", "add", "nlfn"], check=True)
     try:
