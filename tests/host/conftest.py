@@ -6,6 +6,9 @@ import os
 import pytest
 
 FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
+# What nltrace-agent streamed on the ARMv6 stand-in (tests/fixtures/README.md)
+AGENT_FLOW_STREAM = os.path.join(FIXTURES, "agent-flow-armv6-6.1.0-50-rpi.nltrace")
+AGENT_LATENCY_STREAM = os.path.join(FIXTURES, "agent-latency-armv6-6.1.0-50-rpi.nltrace")
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ import struct
 import subprocess
 import sys
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
-FLOW = os.path.join(FIXTURES, "agent-flow-armv6-6.1.0-50-rpi.nltrace")
-LATENCY = os.path.join(FIXTURES, "agent-latency-armv6-6.1.0-50-rpi.nltrace")
+from conftest import AGENT_FLOW_STREAM, AGENT_LATENCY_STREAM
+
+FLOW, LATENCY = AGENT_FLOW_STREAM, AGENT_LATENCY_STREAM
 
 
 def nltrace(*args, stdin=None):

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from conftest import AGENT_LATENCY_STREAM
 from nltrace.kernel import features
 
 
@@ -210,8 +211,7 @@ def test_flow_writes_what_export_writes(recorded_stream, tmp_path):
 
 
 def test_latency_writes_prometheus_textfile(tmp_path):
-    stream = os.path.join(os.path.dirname(os.path.dirname(__file__)), "fixtures",
-                          "agent-latency-armv6-6.1.0-50-rpi.nltrace")
+    stream = AGENT_LATENCY_STREAM
     prom = tmp_path / "nltrace.prom"
     shown = nltrace("latency", "--input", stream, "--json", "--prometheus-textfile", str(prom), "--label", "board=bmc1")
     assert shown.returncode == 0, shown.stderr

@@ -11,13 +11,13 @@ import pytest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from conftest import AGENT_LATENCY_STREAM, FIXTURES
 from nltrace import records, run
 from nltrace.exports.prometheus import FAMILIES, SLOTS, LatencyMetrics
 from nltrace.histograms import Histogram, key_labels
 from nltrace.sources.stream import StreamSource
 
-FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures")
-LATENCY = os.path.join(FIXTURES, "agent-latency-armv6-6.1.0-50-rpi.nltrace")
+LATENCY = AGENT_LATENCY_STREAM
 BOARD = {"board": "raspi1ap"}
 PROMTOOL = os.path.join(os.path.dirname(FIXTURES), "..", ".cache", "promtool", "usr", "bin", "promtool")
 

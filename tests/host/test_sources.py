@@ -3,11 +3,11 @@ every source keeps the one contract, and TraceConfig alone makes the words,
 for BCC and, as C, for nltrace-agent."""
 
 import inspect
-import os
 import sys
 
 import pytest
 
+from conftest import AGENT_LATENCY_STREAM
 from nltrace import records, run
 from nltrace.catalogue import OTHER_ROOTS, ROOT_FUNCTIONS, TREE_FUNCTIONS, match_functions
 from nltrace.config import ADDRESSES, CONFIG_WORDS, TraceConfig, agent_config_c
@@ -18,8 +18,6 @@ from nltrace.sources.live import BccSource
 from nltrace.sources.stream import StreamSource
 
 C = records.C
-LATENCY = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "fixtures",
-                       "agent-latency-armv6-6.1.0-50-rpi.nltrace")
 CONTRACT = [name for name, member in vars(Source).items()
             if callable(member) and not name.startswith("_")]
 
@@ -117,9 +115,10 @@ def test_latency_functions_name_only_traced_functions():
 def test_latency_functions_show_only_what_was_named():
     # the stream the ARMv6 agent recorded (tests/fixtures/README.md): all of its functions
     everything, only = [], []
-    run.latency(StreamSource(LATENCY, "latency"), "function", None, None, lambda ts, hs: everything.extend(hs))
-    run.latency(StreamSource(LATENCY, "latency"), "function", None, None, lambda ts, hs: only.extend(hs),
-                functions={"netlink_rcv_skb", "rtnetlink_rcv_msg"})
+    run.latency(StreamSource(AGENT_LATENCY_STREAM, "latency"), "function", None, None,
+                lambda ts, hs: everything.extend(hs))
+    run.latency(StreamSource(AGENT_LATENCY_STREAM, "latency"), "function", None, None,
+                lambda ts, hs: only.extend(hs), functions={"netlink_rcv_skb", "rtnetlink_rcv_msg"})
     assert {h.key for h in only} == {"netlink_rcv_skb", "rtnetlink_rcv_msg"} < {h.key for h in everything}
     assert [(h.key, h.count) for h in only] == [(h.key, h.count) for h in everything
                                                   if h.key in {"netlink_rcv_skb", "rtnetlink_rcv_msg"}]
