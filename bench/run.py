@@ -106,13 +106,13 @@ BPFTRACE_SIGINT_RESEND_S = 5
 
 BPFTRACE_PROGRAM = os.path.join(ROOT, "bench", "netlink-hist.bt")
 with open(BPFTRACE_PROGRAM) as _f:
-    BPFTRACE_FUNCTIONS = tuple(re.findall(r"\bkprobe:(\w+)", _f.read()))   # the functions it times
+    BPFTRACE_TEXT = _f.read()
+BPFTRACE_FUNCTIONS = tuple(re.findall(r"\bkprobe:(\w+)", BPFTRACE_TEXT))   # the functions it times
 
 
 def kfunc_program():
     """netlink-hist.bt on BPF trampolines: the same program, kfunc/kretfunc for kprobe/kretprobe."""
-    with open(BPFTRACE_PROGRAM) as f:
-        return re.sub(r"\bkprobe:", "kfunc:", re.sub(r"\bkretprobe:", "kretfunc:", f.read()))
+    return re.sub(r"\bkprobe:", "kfunc:", re.sub(r"\bkretprobe:", "kretfunc:", BPFTRACE_TEXT))
 
 
 # nltrace-agent built for the running kernel, for the -agent tracers (build_agent)

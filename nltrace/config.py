@@ -59,7 +59,6 @@ class TraceConfig:
     ring_mb: int = 32                # flow's ring buffer, MiB (a power of two)
     kprobes: bool = False            # no fentry/fexit
     snaplen: int = SNAPLEN_MAX       # bytes of each message captured
-    functions: frozenset = None      # latency --functions: only these functions' histograms (None: all)
 
     @classmethod
     def for_flow(cls, pid=None, comm=None, skip_recv=False, all_probes=False, ring_mb=32, kprobes=False,
@@ -79,8 +78,7 @@ class TraceConfig:
                 | ({"netlink_unicast"} if want["type"] is not None or want["cmd"] is not None else set())
         return cls("latency", pid or 0, comm or "", skip_recv=by != "function",
                    protocol=want["protocol"], msg_type=want["type"], cmd=want["cmd"], probes=probes,
-                   on_demand=frozenset({"mutex_lock"}) if by == "rtnl" else frozenset(), kprobes=kprobes,
-                   functions=functions)
+                   on_demand=frozenset({"mutex_lock"}) if by == "rtnl" else frozenset(), kprobes=kprobes)
 
     def agent_args(self):
         """This config's filters and options as nltrace-agent's."""
