@@ -84,12 +84,16 @@ def read_layout(image=BTF_VMLINUX, members=None):
     members = members or members_used()
     if not shutil.which("pahole"):
         raise LayoutError("pahole is not installed (apt-get install dwarves)")
-    structs = sorted({tag for tag, _ in members})
+    # pahole 1.24 stops at the first struct of -C it does not find: the ones
+    # only some kernels have go last (one call instead of one per struct).
+    structs = sorted({tag for tag, _ in members}, key=lambda tag: (tag in OPTIONAL_STRUCTS, tag))
     found = _pahole(image, structs)
-    # pahole 1.24 asked for several structs stops early on some DWARF vmlinux
-    # (an ARM 5.10 build: after struct net): ask again for each one missing.
-    for tag in sorted({t for t, m in members if (t, m) not in found}):
-        found.update(_pahole(image, [tag]))
+    # It also stops early on some DWARF vmlinux (an ARM 5.10 build: after
+    # struct net): where a struct every kernel has is missing, ask again for each one missing.
+    unread = sorted({t for t, m in members if (t, m) not in found})
+    if set(unread) - OPTIONAL_STRUCTS:
+        for tag in unread:
+            found.update(_pahole(image, [tag]))
     absent = {t for t, m in members if (t, m) not in found}
     missing = sorted(f"{t}.{m or 'size'}" for t, m in members if t not in OPTIONAL_STRUCTS and (t, m) not in found)
     if missing:

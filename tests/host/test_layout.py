@@ -1,8 +1,11 @@
 """Struct offsets from pahole output."""
 
+from pathlib import Path
+
 import pytest
 
 from nltrace.kernel import layout as layout_module
+from nltrace.kernel.btf import BTF_VMLINUX
 from nltrace.kernel.layout import LayoutError, layout_cflags, members_used, parse_pahole, read_layout
 
 # Cut from `pahole -C sk_buff,genl_ops` on Debian's 6.1.0-56-amd64 BTF.
@@ -72,3 +75,17 @@ def test_an_optional_struct_is_left_out_where_the_kernel_lacks_it(monkeypatch):
     # a struct every kernel must have is an error
     with pytest.raises(LayoutError, match="sock.sk_protocol"):
         read_layout("vmlinux", members | {("sock", "sk_protocol")})
+
+
+@pytest.mark.skipif(not Path(BTF_VMLINUX).exists(), reason=f"this machine has no {BTF_VMLINUX}")
+def test_one_pahole_call_reads_every_struct_when_an_optional_one_is_missing(monkeypatch):
+    # pahole stops at the first -C struct it cannot find: run on this machine's real BTF, with an
+    # optional struct no kernel has, every struct the programs read comes from the first call
+    monkeypatch.setattr(layout_module, "OPTIONAL_STRUCTS", frozenset({"aaa_nltrace_absent"}))
+    calls = []
+    real = layout_module._pahole
+    monkeypatch.setattr(layout_module, "_pahole", lambda image, structs: calls.append(structs) or real(image, structs))
+    members = members_used() - {(t, m) for t, m in members_used() if t == "genl_split_ops"}
+    layout = read_layout(BTF_VMLINUX, members | {("aaa_nltrace_absent", "x")})
+    assert set(layout) == members
+    assert len(calls) == 1 and calls[0][-1] == "aaa_nltrace_absent"
