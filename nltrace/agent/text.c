@@ -1,5 +1,6 @@
 /* nltrace-agent --text: each message's tree as indented lines, for a serial
  * console, with the names nltrace flow gives (agent_names.c). */
+#include <errno.h>
 #include <string.h>
 #include <linux/netlink.h>
 
@@ -87,6 +88,24 @@ static void print_socket(FILE *out, const struct nlt_record *rec)
 }
 
 /* The message, as the host's view names it: TYPE [FLAGS] seq= portid= len=. */
+/* Two returns are the kernel's signals, not failures, named as the host's
+ * view names them (nltrace/trees.py, mark_signals): a broadcast's -ESRCH
+ * when no socket listens on the group, and the -EINTR of a call that
+ * started a dump. */
+static int is_broadcast(__u32 func)
+{
+	return func == NLT_FN_netlink_broadcast || func == NLT_FN_netlink_broadcast_filtered;
+}
+
+/* Does node i's subtree (the nodes after it, deeper than it) hold a netlink_dump? */
+static int dumps_below(const struct nlt_record *rec, int i)
+{
+	for (int j = i + 1; j < rec->nr_nodes && j < NLT_MAX_NODES && rec->nodes[j].depth > rec->nodes[i].depth; j++)
+		if (rec->nodes[j].func == NLT_FN_netlink_dump)
+			return 1;
+	return 0;
+}
+
 static void print_message(FILE *out, const struct nlt_record *rec)
 {
 	__u32 len, seq, portid;
@@ -160,7 +179,11 @@ void nlt_print_tree(struct nlt_agent *a, const struct nlt_record *rec)
 			fprintf(out, " group %u", n->aux);
 		if (n->func >= NLT_FN_MAX || !nlt_func_void[n->func]) {
 			fprintf(out, " = %lld", (long long)n->ret);
-			if (n->ret < 0 && n->ret >= -4095)
+			if (is_broadcast(n->func) && n->ret == -ESRCH)
+				fputs(" (no listener)", out);
+			else if (n->ret == -EINTR && dumps_below(rec, i))
+				fputs(" (dump started)", out);
+			else if (n->ret < 0 && n->ret >= -4095)
 				fprintf(out, " %s", errno_name((int)n->ret));
 		}
 		fputc('\n', out);

@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from harness.shapes import NLLOAD_SENDS, check_agent_text, nlload_sends, summaries
+from harness.shapes import AGENT_TEXT_LOAD, NLLOAD_SENDS, check_agent_text, nlload_sends, summaries
 from harness.tracer import ROOT, render
 
 ARM_CACHE = os.path.join(os.environ.get("NLTRACE_CACHE", os.path.join(ROOT, ".cache")), "arm")
@@ -28,7 +28,7 @@ BOOT_TIMEOUT_S = 900
 
 # Runs on the board, in /nltrace. For each JIT setting: the flow stream of
 # the workload, a latency stream filtered to RTM_GETLINK (7 of them among 3
-# CTRL_CMD_GETFAMILY), the --text trees of 2 CTRL_CMD_GETFAMILY, and the
+# CTRL_CMD_GETFAMILY), the --text trees of AGENT_TEXT_LOAD, and the
 # agent's peak memory.
 AGENT_RUNS = r"""
 . ./board.sh
@@ -51,7 +51,7 @@ for jit in 1 0; do
         2> /out/text-jit$jit.err &
     agent=$!
     attached /out/ready-text-jit$jit $agent || exit 1
-    ./nlload genl --count 2 > /dev/null
+""" + "".join(f"    ./nlload {args} > /dev/null\n" for args in AGENT_TEXT_LOAD) + r"""
     kill -INT $agent; wait $agent || exit 1
     cat /proc/sys/net/core/bpf_jit_enable > /out/jit-after-jit$jit
 done

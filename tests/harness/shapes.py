@@ -120,18 +120,29 @@ def nlload_sends(trees):
     return [t for t in sent(trees) if t["comm"] == "nlload"]
 
 
+# The --text run's workload (board and VM): 2 CTRL_CMD_GETFAMILY, then one link dump.
+AGENT_TEXT_LOAD = ("genl --count 2", "dump --count 1")
+
+
 def check_agent_text(lines):
-    """nltrace-agent --text of `nlload genl --count 2`: 2 sends and their 2
+    """nltrace-agent --text of AGENT_TEXT_LOAD: 2 genl sends and their 2
     reads, each named as nltrace flow names it (family/command, flags) and
-    each request with its handler, and nlload's socket created, bound and
-    closed (one tree each)."""
+    each request with its handler; the dump's request, whose dispatch
+    returned the kernel's "dump started" (-EINTR), named so and not as an
+    error; and each nlload's socket created, bound and closed (one tree each)."""
     heads = [line for line in lines if not line.startswith((" ", "nltrace-agent:"))]   # one per tree
-    messages = [h for h in heads if " socket" not in h]
-    requests = [h for h in messages if " NETLINK_GENERIC nlctrl/CTRL_CMD_GETFAMILY [REQUEST" in h
+    genl = [h for h in heads if " NETLINK_GENERIC " in h and " socket" not in h]
+    requests = [h for h in genl if " NETLINK_GENERIC nlctrl/CTRL_CMD_GETFAMILY [REQUEST" in h
                 and h.endswith(" -> ctrl_getfamily")]
-    assert len(messages) == 4 and len(requests) == 2, lines
-    assert all(" NETLINK_GENERIC nlctrl/CTRL_CMD_" in h for h in messages), lines
-    assert sum(1 for line in lines if line.startswith("  netlink_sendmsg ")) == 2, lines
+    assert len(genl) == 4 and len(requests) == 2, lines
+    assert all(" NETLINK_GENERIC nlctrl/CTRL_CMD_" in h for h in genl), lines
+    dumps = [h for h in heads if " NETLINK_ROUTE RTM_GETLINK [REQUEST|DUMP]" in h
+             and h.endswith(" -> rtnl_dump_ifinfo")]
+    assert len(dumps) == 1, lines
+    assert sum(1 for line in lines if line.startswith("  netlink_sendmsg ")) == 3, lines
+    assert sum(1 for line in lines if line.lstrip().startswith("rtnetlink_rcv_msg ")
+               and line.endswith(" = -4 (dump started)")) == 1, lines
+    assert not any(line.endswith(" EINTR") for line in lines), lines
     roots = [line.split()[0] for line in lines if line.startswith("  netlink_") and not line.startswith("   ")]
     assert [r for r in roots if r in ("netlink_create", "netlink_bind", "netlink_release")] == \
-        ["netlink_create", "netlink_bind", "netlink_release"], lines
+        ["netlink_create", "netlink_bind", "netlink_release"] * 2, lines
