@@ -48,9 +48,3 @@ def tracer():
                                       capture_output=True, text=True).stdout)
     assert [link for link in links if link.get("type") == "tracing"] == []
 
-
-def pytest_collection_modifyitems(items):
-    """test_flow.py first: its -p test has missed a process's first message
-    when other tracers had attached and detached earlier in the same boot
-    (an open issue, written up on the tracker); the rest keep their order."""
-    items.sort(key=lambda item: item.fspath.basename != "test_flow.py")

@@ -18,7 +18,7 @@ from collections import Counter
 import pytest
 
 from conftest import ROOT
-from harness.shapes import NLLOAD_SENDS, check_agent_text, nlload_sends, sent, summaries
+from harness.shapes import AGENT_TEXT_LOAD, NLLOAD_SENDS, check_agent_text, nlload_sends, sent, summaries
 from harness.tracer import Tracer, build_agent_here, nltrace, render
 from nltrace.stream_format import read_frames
 
@@ -55,14 +55,41 @@ def run_agent(agent, args, workload):
     return tool.stdout, tool.stderr
 
 
+# kill -9 moments while an agent loads, as shares of the time an agent took
+# to attach: it makes its return probes in tracefs, one write each, between
+# its start and its ready file.
+LOADING_KILL_SHARES = (0.2, 0.4, 0.6, 0.8, 0.9, 0.95)
+
+
+def agent_programs():
+    """The BPF programs of agents still loaded (flow.bpf.c's names)."""
+    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if re.search(r" name (enter|exit)_", line)]
+
+
 def test_a_killed_agents_return_probes_are_removed_by_the_next(agent):
-    """kill -9 leaves the agent's kprobe_events behind; the next agent
-    removes them as it starts (and its own as it ends)."""
-    tool = Tracer([agent, "-o", "/dev/null"], parse=str)
-    tool.proc.kill()
-    assert tool.stop() == -signal.SIGKILL
-    left = agent_kprobe_events()
-    assert left and all(f"nlt_{tool.proc.pid}_" in line for line in left), left
+    """kill -9 of an agent once attached, then of agents while they load:
+    each leaves its kprobe_events behind, never a program, and each next
+    agent removes those of the dead as it starts (and its own as it ends)."""
+    attached = Tracer([agent, "-o", "/dev/null"], parse=str)
+    attached.proc.kill()
+    assert attached.stop() == -signal.SIGKILL
+    assert any(f"nlt_{attached.proc.pid}_" in line for line in agent_kprobe_events())
+    left_by = []   # how many each agent killed while loading left
+    for share in LOADING_KILL_SHARES:
+        loading = subprocess.Popen([agent, "-o", "/dev/null"], stderr=subprocess.DEVNULL)
+        time.sleep(share * attached.startup_s)
+        loading.kill()
+        assert loading.wait() == -signal.SIGKILL
+        left = agent_kprobe_events()
+        left_by.append(sum(f"nlt_{loading.pid}_" in line for line in left))
+        assert left_by[-1] == len(left), left   # the earlier agents' were removed as this one started
+    print(f"agents killed after {LOADING_KILL_SHARES} of the {attached.startup_s:.1f} s one took to attach "
+          f"left {left_by} return probes")
+    deadline = time.monotonic() + 30   # freed as the process's files close, after an RCU grace period
+    while agent_programs() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert agent_programs() == [], "programs outlived their agent"
     run_agent(agent, ["-o", "/dev/null"], ["true"])
 
 
@@ -119,7 +146,9 @@ def test_agent_latency_counts_exactly(agent):
 
 
 def test_agent_text_mode(agent):
-    lines, _ = run_agent(agent, ["--text", "-c", "nlload"], [os.path.join(OUT, "nlload"), "genl", "--count", "2"])
+    nlload = os.path.join(OUT, "nlload")
+    lines, _ = run_agent(agent, ["--text", "-c", "nlload"],
+                         ["sh", "-c", " && ".join(f"{nlload} {args} > /dev/null" for args in AGENT_TEXT_LOAD)])
     check_agent_text(lines)
 
 

@@ -1,5 +1,5 @@
-"""Faults on a real kernel: a kill -9 of flow leaves BCC's tracefs kretprobes,
-which the next run removes; a reader that goes away, a full disk and a
+"""Faults on a real kernel: a kill -9 of latency, record or flow leaves BCC's
+tracefs kretprobes, which the next run removes; a reader that goes away, a full disk and a
 Ctrl-C during the compile each end the tool with a line and leave nothing."""
 
 import os
@@ -30,18 +30,54 @@ def bpf_programs():
     return [line for line in out.splitlines() if " name " in line and ("enter_" in line or "exit_" in line)]
 
 
-def test_kill_9_leftovers_are_removed_by_the_next_run():
-    killed = Tracer(nltrace("flow", "--json"))
-    left_before = bpf_programs()
-    assert left_before, "no nltrace program loaded while flow runs"
+def mapped(pid, library):
+    """Whether nltrace's process pid has library mapped (not the parent's
+    copy it held before its exec)."""
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        if b"nltrace" not in f.read():
+            return False
+    with open(f"/proc/{pid}/maps") as f:
+        return library in f.read()
+
+
+def killed_attached(argv, left_before=()):
+    """Start argv, kill -9 it once it is attached (its ready file); the
+    return probes it left in tracefs. Its programs go with its process, and
+    its start removed those an earlier kill left (left_before)."""
+    killed = Tracer(argv, parse=str)
+    assert bpf_programs(), f"no nltrace program loaded while {argv[-1]} runs"
     killed.proc.kill()
     assert killed.stop() == -signal.SIGKILL
+    if left_before:
+        assert any(f"removed {len(left_before)} kprobe events" in line for line in killed.stderr), killed.stderr
     left = bcc_events(killed.proc.pid)
-    assert left, "kill -9 left no kretprobe in tracefs: nothing to test"
+    assert left, f"kill -9 of {argv} left no kretprobe in tracefs: nothing to test"
     deadline = time.monotonic() + 30   # freed as the process's files close, after an RCU grace period
     while bpf_programs() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert bpf_programs() == [], "programs outlived their process"
+    return left
+
+
+def test_kill_9_leftovers_are_removed_by_the_next_run(tmp_path):
+    """kill -9 of latency during its compile, then of record and of flow once
+    attached: each next run removes the return probes the last one left."""
+    latency = subprocess.Popen(nltrace("latency"), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while not mapped(latency.pid, "libbcc"):
+        assert latency.poll() is None, latency.stderr.read()
+        time.sleep(0.05)
+    time.sleep(1)
+    latency.kill()
+    _, err = latency.communicate(timeout=60)
+    assert latency.returncode == -signal.SIGKILL and "Tracing" not in err, err
+    assert bcc_events(latency.pid) == [] and bpf_programs() == []   # nothing is attached during the compile
+
+    capture = tmp_path / "killed.nltrace"
+    left = killed_attached(nltrace("record", "-o", str(capture)))
+    # what the killed record wrote reads back to its last whole frame
+    read = subprocess.run(nltrace("flow", "--input", str(capture), "--json"), capture_output=True, text=True)
+    assert read.returncode == 0 or (read.returncode == 1 and "whole frames" in read.stderr), read.stderr
+    left = killed_attached(nltrace("flow", "--json"), left)
 
     # The next run removes them; its reader goes away after one tree
     # (flow | head -1): a clean end, nothing of either run left.
@@ -86,16 +122,6 @@ def test_a_full_disk_ends_record_with_a_readable_stream(tmp_path):
     finally:
         subprocess.run(["umount", str(tiny)], check=True)
     assert bpf_programs() == []
-
-
-def mapped(pid, library):
-    """Whether nltrace's process pid has library mapped (not the parent's
-    copy it held before its exec)."""
-    with open(f"/proc/{pid}/cmdline", "rb") as f:
-        if b"nltrace" not in f.read():
-            return False
-    with open(f"/proc/{pid}/maps") as f:
-        return library in f.read()
 
 
 # What is mapped at each moment: cffi's backend once nltrace's modules load

@@ -84,13 +84,12 @@ def check_against_client(trees, sent, protocol):
     return mine
 
 
-# --- -p, first: alone, before the session's tracer exists -----------------
+# --- -p: alone, before the session's tracer exists ------------------------
 
 def test_pid_filter_in_the_kernel():
     """-p filters in BPF: a tracer for one pid sees every tree of that
-    process and nothing of the `ip` commands run while it is attached.
-    It runs alone: with a second nltrace attached to the same functions, a
-    process's first call was missed in 2 of 3 full runs (open; see the issue)."""
+    process and nothing of the `ip` commands run while it is attached,
+    the first of its messages included (four tracers at once: test_faults.py)."""
     waiting = subprocess.Popen(client("--wait", "--count", "5", "--seq", "900", "getlink", "--index", "1"),
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     only = Tracer(nltrace("flow", "--json", "-p", str(waiting.pid)))
