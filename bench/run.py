@@ -41,6 +41,14 @@ Catch-up (flow) is the time from a window's end until flow had printed every
 tree of it: during a burst flow decodes only a small share of the time and
 lets the ring buffer hold the rest (nltrace/sources/pacing.py).
 
+Kernel cost: after its last T window each tracer runs one more window per
+mode with the kernel's BPF run-time statistics on (kernel.bpf_stats_enabled:
+they add two clock reads to every program run, so the ratio windows run
+without them): the time its programs ran, per request, summed over every
+tracing program loaded. Unlike the ratio it does not move with the VM's
+speed from row to row, and it leaves out what the probes cost around the
+programs (trampolines, kprobes) and the tracer's user space.
+
 Startup is the time from starting the tracer until it is attached: nltrace's
 --ready-file appears (written once every probe is attached); bpftrace, which
 has no such option, prints a Tracing line from its BEGIN probe.
@@ -249,6 +257,34 @@ def window(nlload, mode, seconds):
     return run_json([nlload, *MODES[mode], "--duration", str(seconds)])
 
 
+BPF_STATS = "/proc/sys/kernel/bpf_stats_enabled"
+TRACING_PROGRAM_TYPES = {"kprobe", "tracing", "raw_tracepoint", "tracepoint", "perf_event"}
+
+
+def bpf_run_times_ns():
+    """{id: ns} of every tracing program loaded: how long it has run while the statistics were on."""
+    return {p["id"]: p.get("run_time_ns", 0) for p in run_json(["bpftool", "-j", "prog", "show"])
+            if p.get("type") in TRACING_PROGRAM_TYPES}
+
+
+def kernel_cost(nlload, modes, seconds):
+    """{mode: ns the loaded tracing programs ran per request}, one window per mode."""
+    with open(BPF_STATS, "w") as f:
+        f.write("1")
+    try:
+        cost = {}
+        for mode in modes:
+            before = bpf_run_times_ns()
+            load = window(nlload, mode, seconds)
+            after = bpf_run_times_ns()
+            # the tracer's programs, loaded throughout (not bpftool's own iterator, loaded per call)
+            cost[mode] = sum(after[i] - before[i] for i in before.keys() & after.keys()) / load["requests"]
+        return cost
+    finally:
+        with open(BPF_STATS, "w") as f:
+            f.write("0")
+
+
 def dummy_links(count, netns=None):
     batch = "".join(f"link add nlbench{i} type dummy\n" for i in range(count))
     subprocess.run(["ip", *(["-n", netns] if netns else []), "-batch", "-"], input=batch, text=True, check=True)
@@ -300,6 +336,8 @@ def measure(nlload, tracers, modes, seconds, rounds):
                 run["windows"][mode] = dict(load, calls=calls_after - calls_before,
                                             lost=lost_after - lost_before,
                                             catchup_s=time.monotonic() - ended)
+            if len(runs) == rounds - 1:
+                run["bpf_ns_per_request"] = kernel_cost(nlload, modes, seconds)
             tracer.stop()
             run["summary"] = tracer.summary
             runs.append(run)
@@ -328,15 +366,16 @@ def summarize(runs, untraced):
                       "ratio_max": max(ratios), "ratios": ratios,
                       "untraced_req_per_s": statistics.median(untraced[mode]),
                       "traced_req_per_s": statistics.median(r["windows"][mode]["req_per_s"] for r in runs),
-                      "events_per_s": events / seconds, "lost": lost}
+                      "events_per_s": events / seconds, "lost": lost,
+                      "bpf_ns_per_request": runs[-1]["bpf_ns_per_request"][mode]}
     return {"startup_s": statistics.median(r["startup_s"] for r in runs), "modes": rows, "runs": runs,
             "untraced": untraced}
 
 
 def table(results, modes):
     lines = ["| mode | tracer | ratio (median) | min | max | untraced req/s | traced req/s "
-             "| events/s | lost | startup s | catch-up s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| events/s | lost | startup s | catch-up s | BPF µs/request |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for mode in modes:
         for name, res in results.items():
             r = res["modes"][mode]
@@ -346,7 +385,7 @@ def table(results, modes):
             lines.append(f"| {mode} | {name} | {r['ratio_median']:.2f} | {r['ratio_min']:.2f} "
                          f"| {r['ratio_max']:.2f} | {r['untraced_req_per_s']:.0f} "
                          f"| {r['traced_req_per_s']:.0f} | {r['events_per_s']:.0f} | {lost} "
-                         f"| {res['startup_s']:.1f} | {catchup} |")
+                         f"| {res['startup_s']:.1f} | {catchup} | {r['bpf_ns_per_request'] / 1000:.1f} |")
     return "\n".join(lines)
 
 

@@ -40,6 +40,7 @@ def test_bench_minimal_mode(tmp_path):
             row = results[tracer]["modes"][mode]
             assert row["events_per_s"] > 0, (tracer, mode, row)
             assert row["traced_req_per_s"] > 0 and row["untraced_req_per_s"] > 0, (tracer, mode, row)
+            assert row["bpf_ns_per_request"] > 0, (tracer, mode, row)   # its programs ran, as the kernel counts
     assert f"| {GROWTH_TRACER} | " in table.split("grows")[1], table
     for mode in GROWTH_MODES:
         row = saved["growth"][GROWTH_TRACER]["modes"][mode]
