@@ -75,15 +75,16 @@ def test_a_killed_agents_return_probes_are_removed_by_the_next(agent):
     attached.proc.kill()
     assert attached.stop() == -signal.SIGKILL
     assert any(f"nlt_{attached.proc.pid}_" in line for line in agent_kprobe_events())
-    left_by = []   # how many each agent killed while loading left
+    dead, left_by = [str(attached.proc.pid)], []   # left_by: what each agent killed while loading left
     for share in LOADING_KILL_SHARES:
         loading = subprocess.Popen([agent, "-o", "/dev/null"], stderr=subprocess.DEVNULL)
         time.sleep(share * attached.startup_s)
         loading.kill()
         assert loading.wait() == -signal.SIGKILL
+        dead.append(str(loading.pid))
         left = agent_kprobe_events()
         left_by.append(sum(f"nlt_{loading.pid}_" in line for line in left))
-        assert left_by[-1] == len(left), left   # the earlier agents' were removed as this one started
+        assert all(re.search(r":nltrace/nlt_(\d+)_", line).group(1) in dead for line in left), left
     print(f"agents killed after {LOADING_KILL_SHARES} of the {attached.startup_s:.1f} s one took to attach "
           f"left {left_by} return probes")
     deadline = time.monotonic() + 30   # freed as the process's files close, after an RCU grace period
