@@ -199,17 +199,18 @@ def flow(source, filters, show, on_malformed, duration, on_heartbeat=lambda: Non
     Returns the Outcome."""
     from nltrace.links import Links
     from nltrace.redact import redactor
-    from nltrace.trees import assemble
+    from nltrace.trees import GenlFamilies, assemble
     shown = malformed = 0
     links = Links()
     redact = redact or redactor(zero_unused=False)
+    families = GenlFamilies(redact.redactor.families)    # live: the kernel's list, asked before arming
 
     def on_record(raw):
         nonlocal shown, malformed
         raw = redact(raw)
         try:
             rec = records.parse_record(raw)
-            tree = links.add(assemble(rec, source.symbolize))
+            tree = links.add(assemble(rec, source.symbolize, families))
         except ValueError as e:
             malformed += 1
             on_malformed(e)

@@ -5,6 +5,10 @@ a walk with a stack. Everything a view or a test needs is in the returned
 dict, which is also exactly what `flow --json` prints.
 """
 
+import sys
+
+from pyroute2.netlink import GENL_ID_CTRL, NETLINK_GENERIC
+
 from nltrace import records
 from nltrace.catalogue import TREE_FUNCTIONS
 from nltrace.decode import buffer_heads, decode_message, errno_name, message_head, protocol_name
@@ -70,16 +74,20 @@ def mark_signals(node):
     return dumps or node["func"] == "netlink_dump"
 
 
-def assemble(rec, symbolize):
+def assemble(rec, symbolize, families=None):
     """rec: a parsed struct nlt_record. symbolize: kernel address -> name or None.
-    Raises ValueError for a record no kernel program writes: without its
-    root, of a pid no pid_t holds, or a socket's tree without its socket's facts."""
+    families: a run's {id: name} of generic netlink families (GenlFamilies),
+    which names a reply or event: only a request's dispatch records its
+    family. Raises ValueError for a record no kernel program writes: without
+    its root, of a pid no pid_t holds, or a socket's tree without its socket's facts."""
     if not rec.nr_nodes:
         raise ValueError("record holds no nodes, not even its root")
     if rec.pid > PID_T_MAX or rec.tid > PID_T_MAX:
         raise ValueError(f"record's pid {rec.pid} or tid {rec.tid} is beyond a pid_t")
     nodes = []
-    family = _cstr(rec.genl_family) or None
+    dispatched = _cstr(rec.genl_family) or None
+    capture = records.capture_of(rec)
+    family = dispatched or (families.name(rec.protocol, capture.data) if families else None)
     for start_ns, end_ns, ret, arg, func_id, depth, flags, aux in records.node_tuples(rec):
         func, void = FUNCS.get(func_id) or (f"func#{func_id}", False)
         duration = end_ns - start_ns if end_ns else None
@@ -106,9 +114,10 @@ def assemble(rec, symbolize):
     if facts is None and (rec.flags & C.NLT_REC_SOCKET or root["func"] in SOCKET_ROOTS):
         raise ValueError(f"{root['func']} record without its socket's facts "
                          f"(flags {rec.flags:#x}, {rec.msg_len} bytes of msg)")
-    capture = records.capture_of(rec)
     message = None if rec.flags & C.NLT_REC_SOCKET else \
         decode_message(capture.data, rec.protocol, family, capture.length)
+    if families is not None and message:
+        families.learn(rec.protocol, message, dispatched)
 
     err = rec.error
     if not err and root and "errno" in root:   # (mark_signals took it from a broadcast nobody heard)
@@ -141,6 +150,40 @@ def assemble(rec, symbolize):
     if facts is not None:
         tree["socket"] = socket_of(facts, root)
     return tree
+
+
+class GenlFamilies:
+    """The generic netlink family ids of one run: {id: name}, learned as its
+    trees come (the family a request's dispatch recorded, nlctrl's
+    NEWFAMILY replies and events, and DELFAMILY), and seeded with the
+    kernel's own list when live. The kernel gives each family its id at
+    registration, so a stream from another machine names its replies only
+    once it has shown their family."""
+
+    def __init__(self, known=None):
+        self.ids = dict(known or {})
+
+    def name(self, protocol, data):
+        """The family of the first message of data, a capture of protocol, if known."""
+        if protocol != NETLINK_GENERIC or len(data) < 6:
+            return None
+        return self.ids.get(int.from_bytes(data[4:6], sys.byteorder))
+
+    def learn(self, protocol, message, dispatched):
+        if protocol != NETLINK_GENERIC or message.get("type") is None:
+            return
+        if message["type"] != GENL_ID_CTRL:
+            if dispatched:
+                self.ids[message["type"]] = dispatched
+            return
+        attrs = message.get("attrs") or {}
+        family_id, name = attrs.get("CTRL_ATTR_FAMILY_ID"), attrs.get("CTRL_ATTR_FAMILY_NAME")
+        if not isinstance(family_id, int) or family_id == GENL_ID_CTRL:
+            return
+        if message.get("cmd_name") == "CTRL_CMD_DELFAMILY":
+            self.ids.pop(family_id, None)
+        elif message.get("cmd_name") == "CTRL_CMD_NEWFAMILY" and isinstance(name, str):
+            self.ids[family_id] = name
 
 
 def messages_of(root, sent):

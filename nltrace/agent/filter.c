@@ -80,18 +80,38 @@ void nlt_resolve_filters(struct nlt_agent_options *o)
 	}
 }
 
+/* The family ids this agent has seen a request's dispatch name: a reply or
+ * an event carries only the id, which the kernel chose at registration. */
+#define NLT_LEARNED_FAMILIES 32
+static struct {
+	__u16 id;
+	char name[NLT_GENL_NAMSIZ];
+} learned[NLT_LEARNED_FAMILIES];
+static int nr_learned;
+
 /* The generic netlink family of a record's message, as the host's decoding
- * names it: the one its dispatch captured, or nlctrl's fixed id. */
+ * names it: the one its dispatch captured, nlctrl's fixed id, or one the
+ * agent learned from an earlier request of that id. */
 const char *nlt_genl_family(const struct nlt_record *rec)
 {
 	__u16 type;
+	int i;
 
 	if (rec->protocol != NETLINK_GENERIC || rec->flags & NLT_REC_SOCKET || rec->msg_len < 16)
 		return NULL;
+	memcpy(&type, rec->msg + 4, 2);
+	if (type == GENL_ID_CTRL)
+		return "nlctrl";
+	for (i = 0; i < nr_learned && learned[i].id != type; i++)
+		;
+	if (rec->genl_family[0] && (i < nr_learned || nr_learned < NLT_LEARNED_FAMILIES)) {
+		learned[i].id = type;
+		memcpy(learned[i].name, rec->genl_family, sizeof(learned[i].name));
+		nr_learned += i == nr_learned;
+	}
 	if (rec->genl_family[0])
 		return rec->genl_family;
-	memcpy(&type, rec->msg + 4, 2);
-	return type == GENL_ID_CTRL ? "nlctrl" : NULL;
+	return i < nr_learned ? learned[i].name : NULL;
 }
 
 /* Whether a flow record passes --protocol and --type. */

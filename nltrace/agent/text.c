@@ -87,7 +87,6 @@ static void print_socket(FILE *out, const struct nlt_record *rec)
 		fprintf(out, " netns %u", facts.netns);
 }
 
-/* The message, as the host's view names it: TYPE [FLAGS] seq= portid= len=. */
 /* Two returns are the kernel's signals, not failures, named as the host's
  * view names them (nltrace/trees.py, mark_signals): a broadcast's -ESRCH
  * when no socket listens on the group, and the -EINTR of a call that
@@ -106,6 +105,7 @@ static int dumps_below(const struct nlt_record *rec, int i)
 	return 0;
 }
 
+/* The message, as the host's view names it: TYPE [FLAGS] seq= portid= len=. */
 static void print_message(FILE *out, const struct nlt_record *rec)
 {
 	__u32 len, seq, portid;

@@ -4,12 +4,12 @@ import struct
 
 from nltrace.sources.stream import StreamSource
 from nltrace import records
-from nltrace.trees import assemble, nest, walk
+from nltrace.trees import GenlFamilies, assemble, nest, walk
 
 
-def load(path):
+def load(path, families=None):
     source = StreamSource(path, "flow")
-    trees = [assemble(records.parse_record(raw), source.symbolize) for raw in source.records()]
+    trees = [assemble(records.parse_record(raw), source.symbolize, families) for raw in source.records()]
     source.close()
     return trees
 
@@ -217,6 +217,31 @@ def test_a_broadcast_nobody_hears_is_not_an_error(recorded_stream):
     assert unheard and all(n.get("no_listener") and "errno" not in n for n in unheard)
     notifications = [t for t in trees if t["root"]["func"] == "netlink_broadcast" and t["root"]["ret"] == -3]
     assert notifications and all(t["error"] is None for t in notifications)
+
+
+def test_the_replies_of_a_generic_netlink_family_are_named(recorded_stream):
+    """Only a request's dispatch records its generic netlink family; the
+    replies of a family whose id the kernel chose (ethtool's) are named from
+    what the run learned: none without it."""
+    def replies(trees):
+        return [t for t in trees if t["comm"] == "ethtool" and t["root"]["func"] == "netlink_recvmsg"
+                and t["protocol"] == "NETLINK_GENERIC" and t["message"]["type"] not in (2, 16)]   # not acks, nlctrl
+    named = replies(load(recorded_stream, GenlFamilies()))
+    assert named and all(t["message"]["type_name"] == "ethtool" and t["message"]["cmd_name"].endswith("_REPLY")
+                         for t in named), [t["message"] for t in named]
+    assert all(t["message"]["type_name"] is None for t in replies(load(recorded_stream)))
+
+
+def test_a_family_is_learned_from_nlctrl_and_forgotten_with_it():
+    """A NEWFAMILY (a GETFAMILY's reply, a registration) names an id before
+    any of its requests; a DELFAMILY takes it back."""
+    families = GenlFamilies()
+    ethtool = struct.pack("=IHHII", 16, 20, 0, 1, 0)     # a header of type 20
+    for cmd in ("CTRL_CMD_NEWFAMILY", "CTRL_CMD_DELFAMILY"):
+        families.learn(16, {"type": 16, "cmd_name": cmd,
+                            "attrs": {"CTRL_ATTR_FAMILY_ID": 20, "CTRL_ATTR_FAMILY_NAME": "ethtool"}}, None)
+        assert families.name(16, ethtool) == ("ethtool" if cmd == "CTRL_CMD_NEWFAMILY" else None)
+    assert families.name(0, ethtool) is None      # NETLINK_ROUTE's type 20 is RTM_NEWADDR
 
 
 def test_an_nft_batch_lists_each_of_its_messages(recorded_stream):
