@@ -162,8 +162,8 @@ def test_ncsi_over_generic_netlink(board):
     answer = json.loads((board / "ncsi.json").read_text())
     assert answer["family"] > 0, answer   # the NCSI family is registered (CONFIG_NET_NCSI)
     assert answer["pkg_info"] > 0, answer   # the dump's messages: NC-SI found its package
-    trees = [t for t in bmc_trees(board) if t["comm"] == "bmcnl" and t["message"]
-             and t["message"]["type"] == answer["family"]]
+    trees = [t for t in bmc_trees(board) if t["comm"] == "bmcnl" and t["protocol"] == "NETLINK_GENERIC"
+             and t["message"] and t["message"]["type"] == answer["family"]]
     (request,) = [t for t in trees if t["root"]["func"] == "netlink_sendmsg"]
     assert (request["message"]["family"], request["message"]["cmd_name"]) == ("NCSI", "NCSI_CMD_PKG_INFO")
     assert request["handler"] == "ncsi_pkg_info_all_nl" and not request["error"], request
