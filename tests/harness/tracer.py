@@ -30,6 +30,20 @@ MARKER = ("ip", "link", "show", "lo")
 POLL_S = 0.05
 
 
+def bpf_programs():
+    """The nltrace BPF programs loaded (BCC's or an agent's: flow.bpf.c's enter_/exit_ names)."""
+    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if " name " in line and ("enter_" in line or "exit_" in line)]
+
+
+def bpf_programs_once_freed(timeout_s=30):
+    """bpf_programs() once those of ended processes are gone: they are freed as
+    the process's files close, after an RCU grace period."""
+    deadline = time.monotonic() + timeout_s
+    while bpf_programs() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return bpf_programs()
+
 def nltrace(command, *args):
     """The argv of `nltrace COMMAND ARGS`, with this Python."""
     return [sys.executable, "-m", "nltrace", command, *args]

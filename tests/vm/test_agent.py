@@ -19,7 +19,7 @@ import pytest
 
 from conftest import ROOT
 from harness.shapes import AGENT_TEXT_LOAD, NLLOAD_SENDS, check_agent_text, nlload_sends, sent, summaries
-from harness.tracer import Tracer, build_agent_here, nltrace, render
+from harness.tracer import Tracer, bpf_programs_once_freed, build_agent_here, nltrace, render
 from nltrace.stream_format import read_frames
 
 WORKLOAD = os.path.join(ROOT, "tests", "clients", "workload.sh")
@@ -61,12 +61,6 @@ def run_agent(agent, args, workload):
 LOADING_KILL_SHARES = (0.2, 0.4, 0.6, 0.8, 0.9, 0.95)
 
 
-def agent_programs():
-    """The BPF programs of agents still loaded (flow.bpf.c's names)."""
-    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if re.search(r" name (enter|exit)_", line)]
-
-
 def test_a_killed_agents_return_probes_are_removed_by_the_next(agent):
     """kill -9 of an agent once attached, then of agents while they load:
     each leaves its kprobe_events behind, never a program, and each next
@@ -87,10 +81,7 @@ def test_a_killed_agents_return_probes_are_removed_by_the_next(agent):
         assert all(re.search(r":nltrace/nlt_(\d+)_", line).group(1) in dead for line in left), left
     print(f"agents killed after {LOADING_KILL_SHARES} of the {attached.startup_s:.1f} s one took to attach "
           f"left {left_by} return probes")
-    deadline = time.monotonic() + 30   # freed as the process's files close, after an RCU grace period
-    while agent_programs() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert agent_programs() == [], "programs outlived their agent"
+    assert bpf_programs_once_freed() == [], "programs outlived their agent"
     run_agent(agent, ["-o", "/dev/null"], ["true"])
 
 

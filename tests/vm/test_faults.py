@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from conftest import CLIENT, ROOT
-from harness.tracer import Tracer, nltrace
+from harness.tracer import Tracer, bpf_programs, bpf_programs_once_freed, nltrace
 
 KPROBE_EVENTS = "/sys/kernel/tracing/kprobe_events"
 NLLOAD = os.path.join(ROOT, ".cache", "bench", "nlload")
@@ -23,11 +23,6 @@ NLLOAD = os.path.join(ROOT, ".cache", "bench", "nlload")
 def bcc_events(pid):
     with open(KPROBE_EVENTS) as f:
         return [line for line in f if line.split()[0].endswith(f"_bcc_{pid}")]
-
-
-def bpf_programs():
-    out = subprocess.run(["bpftool", "prog", "show"], capture_output=True, text=True, check=True).stdout
-    return [line for line in out.splitlines() if " name " in line and ("enter_" in line or "exit_" in line)]
 
 
 def mapped(pid, library):
@@ -52,10 +47,7 @@ def killed_attached(argv, left_before=()):
         assert any(f"removed {len(left_before)} kprobe events" in line for line in killed.stderr), killed.stderr
     left = bcc_events(killed.proc.pid)
     assert left, f"kill -9 of {argv} left no kretprobe in tracefs: nothing to test"
-    deadline = time.monotonic() + 30   # freed as the process's files close, after an RCU grace period
-    while bpf_programs() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert bpf_programs() == [], "programs outlived their process"
+    assert bpf_programs_once_freed() == [], "programs outlived their process"
     return left
 
 
